@@ -1,0 +1,56 @@
+// kiln_runtime.h — the fixed C ABI that generated kernels (and the kiln module) link against.
+//
+// Generated code includes only this header (and the C++ standard library). Keep it C-compatible,
+// stable, and free of any other kiln header: changing a signature here invalidates every cache entry
+// (the header's contents are part of the cache key).
+#pragma once
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- threads -------------------------------------------------------------------------------------
+// fn(ctx, begin, end) is called on disjoint chunks covering [begin, end). Chunks are at least `grain`
+// long (except the last). Runs inline when the range is small, when only one thread is configured,
+// or when called from inside a worker (no nested parallelism). Returns when every chunk is done.
+typedef void (*kiln_range_fn)(void* ctx, int64_t begin, int64_t end);
+void kiln_parallel_for(int64_t begin, int64_t end, int64_t grain, kiln_range_fn fn, void* ctx);
+int kiln_get_num_threads(void);
+void kiln_set_num_threads(int n);  // n <= 0 means "the hardware's core count"
+
+// ---- GEMM ----------------------------------------------------------------------------------------
+// For each b in [0, batch): C_b = alpha * A_b @ B_b + beta * C_b, with A_b (m x k), B_b (k x n),
+// C_b (m x n). Every operand has a batch stride, a row stride and a column stride in elements, so
+// transposed and broadcast (stride 0) operands need no copy. beta == 0 never reads C (NaN-safe).
+void kiln_gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float* a, int64_t a_bs, int64_t a_rs, int64_t a_cs,
+                   const float* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, float beta,
+                   float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs);
+void kiln_gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha,
+                   const double* a, int64_t a_bs, int64_t a_rs, int64_t a_cs,
+                   const double* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, double beta,
+                   double* c, int64_t c_bs, int64_t c_rs, int64_t c_cs);
+
+// ---- scatter -------------------------------------------------------------------------------------
+// out[rows x d] (row stride out_rs, contiguous columns) = 0, then for i in [0, n):
+//   if idx[i] != padding_idx: out[idx[i], :] += src[i * src_rs : i * src_rs + d]
+// Indices are int64 (idx_is_i64 != 0) or int32. Deterministic: each thread owns a column range and
+// adds rows in index order, exactly as a sequential loop would. Out-of-range indices are skipped
+// and counted; the return value is that count (the caller raises).
+int64_t kiln_index_add_rows_f32(float* out, int64_t rows, int64_t d, int64_t out_rs, const void* idx,
+                                int idx_is_i64, int64_t n, const float* src, int64_t src_rs,
+                                int64_t padding_idx);
+int64_t kiln_index_add_rows_f64(double* out, int64_t rows, int64_t d, int64_t out_rs, const void* idx,
+                                int idx_is_i64, int64_t n, const double* src, int64_t src_rs,
+                                int64_t padding_idx);
+
+// ---- errors --------------------------------------------------------------------------------------
+// Generated code reports a failure (an index out of range, say) by returning a non-zero status from
+// its entry function after calling this with a message; the host reads it with kiln_last_error().
+void kiln_set_error(const char* message);
+const char* kiln_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
