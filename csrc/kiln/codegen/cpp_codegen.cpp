@@ -1,0 +1,309 @@
+// cpp_codegen.cpp — kernel functions (outer loop split across threads, stages inside) and the
+// entry function that binds buffers and runs kernels and extern calls in order.
+#include "kiln/codegen/cpp_codegen.h"
+
+#include <algorithm>
+
+#include "kiln/codegen/expr_emitter.h"
+#include "kiln/support/error.h"
+
+namespace kiln {
+
+namespace {
+
+constexpr int64_t kSumBlock = 4096;  // elements per partial sum: keeps long rows accurate
+
+std::string ptr_type(DType t) { return std::string(dtype_c_type(t)) + "*"; }
+
+struct Gen {
+  const Graph& g;
+  const KernelPlan& plan;
+  std::vector<std::string> out;
+  int temps = 0;
+
+  std::string idx(const SymExpr& e) const { return c_index(e, g.symbols); }
+
+  std::vector<ValueId> stored_values() const {
+    std::vector<ValueId> v;
+    for (size_t i = 0; i < plan.storage.size(); ++i)
+      if (plan.storage[i].kind != Storage::Kind::None) v.push_back(static_cast<ValueId>(i));
+    return v;
+  }
+
+  void frame() {
+    out.push_back("struct Frame {");
+    for (ValueId v : stored_values()) out.push_back(str_cat("  ", ptr_type(g.type(v).dtype), " v", v, ";"));
+    for (size_t j = 0; j < g.outputs().size(); ++j)
+      out.push_back(str_cat("  ", ptr_type(g.type(g.outputs()[j].value).dtype), " out", j, ";"));
+    for (const auto& s : g.symbols) out.push_back(str_cat("  int64_t ", c_symbol_name(s), ";"));
+    out.push_back("};");
+    out.push_back("");
+  }
+
+  void unpack_frame(std::vector<std::string>& lines) {
+    lines.push_back("  const Frame& F = *static_cast<const Frame*>(frame);");
+    for (const auto& s : g.symbols)
+      lines.push_back(str_cat("  const int64_t ", c_symbol_name(s), " = F.", c_symbol_name(s), ";"));
+    for (ValueId v : stored_values())
+      lines.push_back(str_cat("  ", ptr_type(g.type(v).dtype), " __restrict__ v", v, " = F.v", v, ";"));
+    for (size_t j = 0; j < g.outputs().size(); ++j)
+      lines.push_back(str_cat("  ", ptr_type(g.type(g.outputs()[j].value).dtype), " out", j, " = F.out", j, ";"));
+  }
+
+  // Where a stage's result element at `coords` (result coordinates) is stored.
+  std::string dest(const Stage& s, const std::vector<SymExpr>& coords, ExprEmitter& e) {
+    if (s.dest_output >= 0) {
+      const auto& strides = g.outputs()[static_cast<size_t>(s.dest_output)].strides;
+      SymExpr off(0);
+      for (size_t d = 0; d < coords.size(); ++d) off = off + coords[d] * strides[d];
+      return str_cat("out", s.dest_output, "[", idx(off), "]");
+    }
+    return str_cat("v", s.value, "[", e.element(s.value, coords), "]");
+  }
+
+  void loops_open(ExprEmitter& e, const Stage& s, const std::vector<SymExpr>& sizes, size_t from, bool block_last) {
+    for (size_t k = from; k < s.inner_dims.size(); ++k) {
+      std::string iv = "i" + std::to_string(k);
+      std::string n = idx(sizes[static_cast<size_t>(s.inner_dims[k])]);
+      bool blocked = block_last && k + 1 == s.inner_dims.size();
+      if (blocked) {
+        e.open(str_cat("for (int64_t ", iv, "b = 0; ", iv, "b < ", n, "; ", iv, "b += ", kSumBlock, ") {"));
+        e.line(str_cat("const int64_t ", iv, "e = std::min<int64_t>(", iv, "b + ", kSumBlock, ", ", n, ");"));
+        e.line("acc_t blk = acc_init;");
+        e.open(str_cat("for (int64_t ", iv, " = ", iv, "b; ", iv, " < ", iv, "e; ++", iv, ") {"));
+      } else {
+        e.open(str_cat("for (int64_t ", iv, " = 0; ", iv, " < ", n, "; ++", iv, ") {"));
+      }
+    }
+  }
+
+  std::vector<SymExpr> domain_coords(const Stage& s) {
+    std::vector<SymExpr> c(s.domain.size());
+    for (size_t k = 0; k < s.outer_dims.size(); ++k) c[static_cast<size_t>(s.outer_dims[k])] = SymExpr::symbol("o" + std::to_string(k));
+    for (size_t k = 0; k < s.inner_dims.size(); ++k) c[static_cast<size_t>(s.inner_dims[k])] = SymExpr::symbol("i" + std::to_string(k));
+    return c;
+  }
+
+  void map_stage(ExprEmitter& e, const Stage& s) {
+    loops_open(e, s, s.domain, 0, false);
+    auto coords = domain_coords(s);
+    std::string v = s.dest_output >= 0 ? e.value(s.value, coords) : e.node_value(*g.producer(s.value), coords);
+    e.line(str_cat(dest(s, coords, e), " = ", v, ";"));
+    for (size_t k = 0; k < s.inner_dims.size(); ++k) e.close();
+  }
+
+  void reduce_stage(ExprEmitter& e, const Stage& s) {
+    const Node& n = *g.producer(s.value);
+    DType rt = g.type(s.value).dtype;
+    DType in_t = g.type(n.inputs[0]).dtype;
+    std::string T(dtype_c_type(in_t));
+    std::string init, step;
+    bool arg = n.op == Op::argmax || n.op == Op::argmin;
+    switch (n.op) {
+      case Op::sum: init = "0"; step = "acc + x"; break;
+      case Op::prod: init = "1"; step = "acc * x"; break;
+      case Op::amax: case Op::argmax: init = str_cat("kiln_rt::lowest<", T, ">()"); step = "kiln_rt::max_step(acc, x)"; break;
+      case Op::amin: case Op::argmin: init = str_cat("kiln_rt::highest<", T, ">()"); step = "kiln_rt::min_step(acc, x)"; break;
+      default: throw InternalError("unknown reduction");
+    }
+    std::string acc_t(dtype_c_type(arg ? in_t : rt));
+    e.open("{");
+    e.line(str_cat("using acc_t = ", acc_t, ";"));
+    e.line(str_cat("const acc_t acc_init = static_cast<acc_t>(", init, ");"));
+    e.line("acc_t acc = acc_init;");
+    if (arg) e.line("int64_t best = 0;");
+    bool blocked = n.op == Op::sum && is_floating(rt) && !s.inner_dims.empty();
+    loops_open(e, s, s.domain, 0, blocked);
+    auto coords = domain_coords(s);
+    std::string x = e.value(n.inputs[0], coords);
+    std::string xs = rt == in_t || arg ? x : str_cat("static_cast<acc_t>(", x, ")");
+    if (arg) {
+      // Linear position within the reduced dims (argmax/argmin reduce exactly one dim).
+      std::string pos = "i0";
+      bool better_max = n.op == Op::argmax;
+      e.line(str_cat("if (", better_max ? "(" + xs + " > acc" : "(" + xs + " < acc", " || kiln_rt::isnan_(", xs,
+                     ")) && !kiln_rt::isnan_(acc)) { acc = ", xs, "; best = ", pos, "; }"));
+    } else if (blocked) {
+      e.line(str_cat("{ const acc_t x = ", xs, "; blk = blk + x; }"));
+    } else {
+      e.line(str_cat("{ const acc_t x = ", xs, "; acc = ", step, "; }"));
+    }
+    for (size_t k = 0; k < s.inner_dims.size(); ++k) {
+      e.close();
+      if (blocked && k == 0) {
+        e.line("acc = acc + blk;");
+        e.close();
+      }
+    }
+    // Result coordinates: kept dims follow the outer loops; keepdim's reduced dims are 0.
+    std::vector<SymExpr> rc;
+    bool keep = n.attr_bool("keepdim");
+    const auto& dims = n.attr_ints("dims");
+    size_t ko = 0;
+    for (int64_t d = 0; d < static_cast<int64_t>(s.domain.size()); ++d) {
+      bool reduced = std::find(dims.begin(), dims.end(), d) != dims.end();
+      if (!reduced)
+        rc.push_back(SymExpr::symbol("o" + std::to_string(ko++)));
+      else if (keep)
+        rc.push_back(SymExpr(0));
+    }
+    e.line(str_cat(dest(s, rc, e), " = ", arg ? "best" : "acc", ";"));
+    e.close();
+  }
+
+  void kernel(const Kernel& k) {
+    std::vector<std::string> body;
+    out.push_back(str_cat("static void ", k.name, "(void* frame, int64_t begin, int64_t end) {"));
+    unpack_frame(body);
+    ExprEmitter e(g, plan, body, 1, temps);
+    e.open("for (int64_t o = begin; o < end; ++o) {");
+    SymExpr inner(1);
+    for (size_t d = k.outer.size(); d-- > 0;) {
+      std::string q = inner.is_const(1) ? "o" : str_cat("(o / (", idx(inner), "))");
+      std::string v = d == 0 ? q : str_cat(q, " % (", idx(k.outer[d]), ")");
+      e.line(str_cat("const int64_t o", d, " = ", v, ";"));
+      inner = inner * k.outer[d];
+    }
+    for (const Stage& s : k.stages) {
+      e.line(str_cat("// stage %", s.value, s.dest_output >= 0 ? str_cat(" -> output ", s.dest_output) : "",
+                     g.producer(s.value) && !g.producer(s.value)->origin.empty() ? " from " + g.producer(s.value)->origin : ""));
+      if (s.reduction)
+        reduce_stage(e, s);
+      else
+        map_stage(e, s);
+    }
+    e.close();
+    out.insert(out.end(), body.begin(), body.end());
+    out.push_back("}");
+    out.push_back("");
+  }
+
+  // Work per outer index, to pick a grain that keeps each thread's chunk worth the dispatch.
+  SymExpr inner_work(const Kernel& k) {
+    SymExpr w(0);
+    for (const Stage& s : k.stages) {
+      SymExpr p(1);
+      for (auto d : s.inner_dims) p = p * s.domain[static_cast<size_t>(d)];
+      w = w + p;
+    }
+    return w;
+  }
+
+  std::string pointer_of(const AffineLayout& l) {
+    return str_cat("(F.v", l.base, " + ", idx(l.offset), ")");
+  }
+
+  void extern_call(const Node& n, std::vector<std::string>& lines) {
+    const Storage& rs = plan.storage[static_cast<size_t>(n.result)];
+    std::string result_ptr = str_cat("F.v", n.result);
+    if (n.op == Op::matmul) {
+      auto a = affine_layout(g, plan.realized, plan.storage, n.inputs[0]);
+      auto b = affine_layout(g, plan.realized, plan.storage, n.inputs[1]);
+      KILN_CHECK(a && b, "matmul operands must be strided");
+      const auto& as = g.type(n.inputs[0]).sizes;
+      const auto& bs = g.type(n.inputs[1]).sizes;
+      bool batched = as.size() == 3;
+      size_t o = batched ? 1 : 0;
+      auto bstride = [&](const std::vector<SymExpr>& st) { return batched ? idx(st[0]) : std::string("0"); };
+      DType t = g.type(n.result).dtype;
+      std::string fn = t == DType::F32 ? "kiln_gemm_f32" : "kiln_gemm_f64";
+      std::string one = t == DType::F32 ? "1.0f" : "1.0", zero = t == DType::F32 ? "0.0f" : "0.0";
+      lines.push_back(str_cat("  ", fn, "(", batched ? idx(as[0]) : "1", ", ", idx(as[o]), ", ", idx(bs[o + 1]), ", ",
+                              idx(as[o + 1]), ", ", one, ",  // ", n.origin));
+      lines.push_back(str_cat("      ", pointer_of(*a), ", ", bstride(a->strides), ", ", idx(a->strides[o]), ", ",
+                              idx(a->strides[o + 1]), ","));
+      lines.push_back(str_cat("      ", pointer_of(*b), ", ", bstride(b->strides), ", ", idx(b->strides[o]), ", ",
+                              idx(b->strides[o + 1]), ", ", zero, ","));
+      lines.push_back(str_cat("      ", result_ptr, ", ", bstride(rs.strides), ", ", idx(rs.strides[o]), ", ",
+                              idx(rs.strides[o + 1]), ");"));
+      return;
+    }
+    if (n.op == Op::index_add_rows) {
+      auto ix = affine_layout(g, plan.realized, plan.storage, n.inputs[0]);
+      auto src = affine_layout(g, plan.realized, plan.storage, n.inputs[1]);
+      KILN_CHECK(ix && src, "index_add_rows operands must be strided");
+      const auto& rt = g.type(n.result);
+      DType it = g.type(n.inputs[0]).dtype;
+      KILN_USER_CHECK(it == DType::I64 || it == DType::I32, "embedding indices must be int64 or int32");
+      KILN_USER_CHECK(rs.strides[1].is_const(1) || rt.sizes[1].is_const(1), "index_add_rows needs unit column stride");
+      KILN_USER_CHECK(ix->strides[0].is_const(1) || g.type(n.inputs[0]).sizes[0].is_const(1), "indices must be contiguous");
+      int64_t pad = n.has_attr("padding_idx") ? n.attr_int("padding_idx") : INT64_MIN;
+      std::string fn = rt.dtype == DType::F32 ? "kiln_index_add_rows_f32" : "kiln_index_add_rows_f64";
+      lines.push_back(str_cat("  if (", fn, "(", result_ptr, ", ", idx(rt.sizes[0]), ", ", idx(rt.sizes[1]), ", ",
+                              idx(rs.strides[0]), ", ", pointer_of(*ix), ", ", it == DType::I64 ? 1 : 0, ", ",
+                              idx(g.type(n.inputs[0]).sizes[0]), ", ", pointer_of(*src), ", ", idx(src->strides[0]), ", ",
+                              pad == INT64_MIN ? "std::numeric_limits<int64_t>::min()" : std::to_string(pad) + "LL",
+                              ") != 0) { kiln_set_error(\"index out of range in embedding backward / index_put\"); return 1; }"));
+      return;
+    }
+    throw InternalError(str_cat("no extern call for ", op_name(n.op)));
+  }
+
+  void entry() {
+    std::vector<std::string> lines;
+    lines.push_back("extern \"C\" int kiln_entry(void* const* buffers, const int64_t* symbols, char* arena) {");
+    lines.push_back("  (void)symbols; (void)arena;");
+    lines.push_back("  Frame F;");
+    for (size_t i = 0; i < g.symbols.size(); ++i)
+      lines.push_back(str_cat("  F.", c_symbol_name(g.symbols[i]), " = symbols[", i, "];"));
+    for (size_t i = 0; i < g.symbols.size(); ++i)
+      lines.push_back(str_cat("  const int64_t ", c_symbol_name(g.symbols[i]), " = F.", c_symbol_name(g.symbols[i]), ";"));
+    size_t nin = g.inputs().size();
+    for (size_t j = 0; j < g.outputs().size(); ++j)
+      lines.push_back(str_cat("  F.out", j, " = static_cast<", ptr_type(g.type(g.outputs()[j].value).dtype), ">(buffers[",
+                              nin + j, "]);"));
+    for (ValueId v : stored_values()) {
+      const Storage& s = plan.storage[static_cast<size_t>(v)];
+      std::string pt = ptr_type(g.type(v).dtype);
+      switch (s.kind) {
+        case Storage::Kind::Input: lines.push_back(str_cat("  F.v", v, " = static_cast<", pt, ">(buffers[", s.index, "]);")); break;
+        case Storage::Kind::Output: lines.push_back(str_cat("  F.v", v, " = F.out", s.index, ";")); break;
+        case Storage::Kind::Arena:
+          lines.push_back(str_cat("  F.v", v, " = reinterpret_cast<", pt, ">(arena + ", idx(s.offset), ");"));
+          break;
+        default: break;
+      }
+    }
+    lines.push_back("  kiln_rt::index_error_flag().store(0, std::memory_order_relaxed);");
+    for (const Step& st : plan.steps) {
+      if (st.kind == Step::Kind::Extern) {
+        extern_call(g.node(st.node), lines);
+        continue;
+      }
+      const Kernel& k = plan.kernels[static_cast<size_t>(st.kernel)];
+      SymExpr total = product(k.outer);
+      SymExpr work = inner_work(k);
+      std::string grain = work.is_const() ? std::to_string(std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work.const_value())))
+                                          : str_cat("std::max<int64_t>(1, 32768 / std::max<int64_t>(1, ", idx(work), "))");
+      lines.push_back(str_cat("  kiln_parallel_for(0, ", idx(total), ", ", grain, ", ", k.name, ", &F);"));
+    }
+    lines.push_back("  if (kiln_rt::index_error_flag().load(std::memory_order_relaxed)) {");
+    lines.push_back("    kiln_set_error(\"index out of range in an indexing op (embedding / index)\");");
+    lines.push_back("    return 1;");
+    lines.push_back("  }");
+    lines.push_back("  return 0;");
+    lines.push_back("}");
+    out.insert(out.end(), lines.begin(), lines.end());
+  }
+};
+
+}  // namespace
+
+std::string generate_cpp(const Graph& g, const KernelPlan& plan) {
+  Gen gen{g, plan, {}, 0};
+  gen.out.push_back("// Generated by kiln. Each kernel runs its outer loop across threads; stages inside it");
+  gen.out.push_back("// share each outer index. Comments name the IR values and the ATen nodes they come from.");
+  gen.out.push_back("#include \"kiln/runtime/kiln_prelude.h\"");
+  gen.out.push_back("");
+  gen.out.push_back("namespace {");
+  gen.frame();
+  for (const Kernel& k : plan.kernels) gen.kernel(k);
+  gen.out.push_back("}  // namespace");
+  gen.out.push_back("");
+  gen.entry();
+  std::string s;
+  for (const auto& l : gen.out) s += l + "\n";
+  return s;
+}
+
+}  // namespace kiln

@@ -1,0 +1,262 @@
+// fusion.cpp — groups realized values into kernels that share an outer loop nest.
+//
+// A kernel runs, for each outer index, every member stage's inner loops in order: a softmax row
+// computes its max, its sum and its outputs while the row is hot in cache. A stage may join the
+// current kernel when its outer sizes match and every value it reads from an earlier member is
+// read at the same outer index (so that row is complete when it is read).
+#include "kiln/loops/fusion.h"
+
+#include <algorithm>
+
+#include "kiln/loops/load_trace.h"
+#include "kiln/loops/realize.h"
+#include "kiln/support/error.h"
+
+namespace kiln {
+
+namespace {
+
+std::string outer_var(size_t k) { return "o" + std::to_string(k); }
+std::string inner_var(size_t k) { return "i" + std::to_string(k); }
+
+// How a stage's domain dims split into outer and inner loops for a kernel with `outer` sizes.
+std::optional<Stage> fit_stage(const Graph& g, ValueId v, int32_t dest_output, const std::vector<SymExpr>& outer) {
+  const Node* n = g.producer(v);
+  Stage s;
+  s.value = v;
+  s.dest_output = dest_output;
+  if (n && op_kind(n->op) == OpKind::Reduction && dest_output < 0) {
+    s.reduction = true;
+    s.domain = g.type(n->inputs[0]).sizes;
+    const auto& dims = n->attr_ints("dims");
+    std::vector<SymExpr> kept;
+    for (int64_t d = 0; d < static_cast<int64_t>(s.domain.size()); ++d) {
+      if (std::find(dims.begin(), dims.end(), d) != dims.end()) {
+        s.inner_dims.push_back(d);
+      } else {
+        s.outer_dims.push_back(d);
+        kept.push_back(s.domain[static_cast<size_t>(d)]);
+      }
+    }
+    if (kept != outer) return std::nullopt;
+    return s;
+  }
+  s.domain = g.type(v).sizes;
+  if (outer.size() > s.domain.size()) return std::nullopt;
+  for (size_t d = 0; d < s.domain.size(); ++d) {
+    if (d < outer.size()) {
+      if (s.domain[d] != outer[d]) return std::nullopt;
+      s.outer_dims.push_back(static_cast<int64_t>(d));
+    } else {
+      s.inner_dims.push_back(static_cast<int64_t>(d));
+    }
+  }
+  return s;
+}
+
+std::vector<SymExpr> domain_coords(const Stage& s) {
+  std::vector<SymExpr> c(s.domain.size());
+  for (size_t k = 0; k < s.outer_dims.size(); ++k) c[static_cast<size_t>(s.outer_dims[k])] = SymExpr::symbol(outer_var(k));
+  for (size_t k = 0; k < s.inner_dims.size(); ++k) c[static_cast<size_t>(s.inner_dims[k])] = SymExpr::symbol(inner_var(k));
+  return c;
+}
+
+// Positions of a stage's result coordinates that follow the kernel's outer loops.
+std::vector<size_t> result_outer_positions(const Graph& g, const Stage& s) {
+  std::vector<size_t> pos;
+  if (!s.reduction) {
+    for (size_t k = 0; k < s.outer_dims.size(); ++k) pos.push_back(k);
+    return pos;
+  }
+  const Node* n = g.producer(s.value);
+  bool keep = n->attr_bool("keepdim");
+  size_t r = 0;
+  const auto& dims = n->attr_ints("dims");
+  for (int64_t d = 0; d < static_cast<int64_t>(s.domain.size()); ++d) {
+    bool reduced = std::find(dims.begin(), dims.end(), d) != dims.end();
+    if (!reduced) pos.push_back(r);
+    if (!reduced || keep) ++r;
+  }
+  return pos;
+}
+
+void stage_loads(const Graph& g, const KernelPlan& plan, const Stage& s, std::vector<TracedLoad>& out) {
+  auto coords = domain_coords(s);
+  if (s.dest_output >= 0) {
+    out.push_back({s.value, coords, false});
+    return;
+  }
+  const Node* n = g.producer(s.value);
+  KILN_CHECK(n != nullptr, "a stage must compute a node's value");
+  trace_node_loads(g, plan.realized, *n, coords, out);
+}
+
+// Every load of a value computed by an earlier member must be at this outer index.
+bool loads_are_row_local(const Graph& g, const KernelPlan& plan, const std::vector<Stage>& members, const Stage& s) {
+  std::vector<TracedLoad> loads;
+  stage_loads(g, plan, s, loads);
+  for (const auto& l : loads) {
+    for (const Stage& m : members) {
+      if (m.value != l.value || m.dest_output >= 0) continue;
+      if (l.data_dependent) return false;
+      auto pos = result_outer_positions(g, m);
+      for (size_t k = 0; k < pos.size(); ++k)
+        if (l.coords[pos[k]] != SymExpr::symbol(outer_var(k))) return false;
+    }
+  }
+  return true;
+}
+
+struct OpenKernel {
+  std::vector<std::pair<ValueId, int32_t>> items;  // (value, dest_output)
+  std::optional<std::vector<SymExpr>> outer;       // fixed once a reduction joins
+  std::vector<SymExpr> flexible_sizes;             // all-pointwise kernels: their common sizes
+};
+
+std::vector<SymExpr> default_outer(const std::vector<SymExpr>& sizes) {
+  if (sizes.empty()) return {};
+  return std::vector<SymExpr>(sizes.begin(), sizes.end() - 1);
+}
+
+// The members of `k` plus (v, dest) fitted to `outer`, or nullopt if any does not fit.
+std::optional<std::vector<Stage>> fit_all(const Graph& g, const KernelPlan& plan, const OpenKernel& k,
+                                          std::pair<ValueId, int32_t> extra, const std::vector<SymExpr>& outer) {
+  std::vector<Stage> stages;
+  auto items = k.items;
+  items.push_back(extra);
+  for (auto [v, dest] : items) {
+    auto s = fit_stage(g, v, dest, outer);
+    if (!s || !loads_are_row_local(g, plan, stages, *s)) return std::nullopt;
+    stages.push_back(*s);
+  }
+  return stages;
+}
+
+bool is_reduction_stage(const Graph& g, ValueId v, int32_t dest) {
+  const Node* n = g.producer(v);
+  return dest < 0 && n && op_kind(n->op) == OpKind::Reduction;
+}
+
+std::vector<SymExpr> kept_sizes(const Graph& g, ValueId v) {
+  const Node* n = g.producer(v);
+  const auto& dims = n->attr_ints("dims");
+  const auto& in = g.type(n->inputs[0]).sizes;
+  std::vector<SymExpr> kept;
+  for (int64_t d = 0; d < static_cast<int64_t>(in.size()); ++d)
+    if (std::find(dims.begin(), dims.end(), d) == dims.end()) kept.push_back(in[static_cast<size_t>(d)]);
+  return kept;
+}
+
+}  // namespace
+
+void group_into_kernels(const Graph& g, KernelPlan& plan) {
+  plan.kernels.clear();
+  plan.steps.clear();
+  OpenKernel open;
+  auto close = [&] {
+    if (open.items.empty()) return;
+    std::vector<SymExpr> outer = open.outer ? *open.outer : default_outer(open.flexible_sizes);
+    auto stages = fit_all(g, plan, OpenKernel{{open.items.begin(), open.items.end() - 1}, open.outer, {}},
+                          open.items.back(), outer);
+    KILN_CHECK(stages.has_value(), "a kernel that was accepted no longer fits");
+    Kernel k;
+    k.name = "kernel_" + std::to_string(plan.kernels.size());
+    k.outer = outer;
+    k.stages = std::move(*stages);
+    plan.steps.push_back({Step::Kind::Kernel, static_cast<int32_t>(plan.kernels.size()), -1});
+    plan.kernels.push_back(std::move(k));
+    open = OpenKernel{};
+  };
+  auto add = [&](ValueId v, int32_t dest) {
+    bool red = is_reduction_stage(g, v, dest);
+    const auto& sizes = g.type(v).sizes;
+    if (!open.items.empty()) {
+      std::optional<std::vector<SymExpr>> outer;
+      bool stays_flexible = false;
+      if (open.outer) {
+        outer = open.outer;
+      } else if (red) {
+        outer = kept_sizes(g, v);
+      } else if (sizes == open.flexible_sizes) {
+        outer = default_outer(sizes);
+        stays_flexible = true;
+      }
+      if (outer) {
+        auto fits = fit_all(g, plan, open, {v, dest}, *outer);
+        if (fits) {
+          open.items.push_back({v, dest});
+          if (!stays_flexible) open.outer = outer;
+          return;
+        }
+      }
+      close();
+    }
+    open.items.push_back({v, dest});
+    if (red)
+      open.outer = kept_sizes(g, v);
+    else
+      open.flexible_sizes = sizes;
+  };
+
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& n = g.nodes()[i];
+    size_t v = static_cast<size_t>(n.result);
+    if (!plan.realized[v]) continue;
+    if (op_kind(n.op) == OpKind::Extern) {
+      close();
+      plan.steps.push_back({Step::Kind::Extern, -1, static_cast<int32_t>(i)});
+      continue;
+    }
+    add(n.result, -1);
+  }
+  // Outputs whose value already lives elsewhere (an input, or another output) get a copy.
+  for (size_t j = 0; j < g.outputs().size(); ++j) {
+    if (plan.output_alias[j]) continue;
+    ValueId v = g.outputs()[j].value;
+    const Storage& s = plan.storage[static_cast<size_t>(v)];
+    if (s.kind == Storage::Kind::Output && s.index == static_cast<int32_t>(j)) continue;
+    add(v, static_cast<int32_t>(j));
+  }
+  close();
+}
+
+KernelPlan plan_kernels(const Graph& g, const std::vector<bool>& alias_ok) {
+  KernelPlan plan;
+  decide_realization(g, alias_ok, plan);
+  group_into_kernels(g, plan);
+  plan_memory(g, plan);
+  return plan;
+}
+
+std::string describe_plan(const Graph& g, const KernelPlan& plan) {
+  std::string s;
+  size_t nk = 0, ne = 0;
+  for (const Step& st : plan.steps) {
+    if (st.kind == Step::Kind::Extern) {
+      const Node& n = g.node(st.node);
+      s += str_cat("extern ", op_name(n.op), " -> %", n.result, "\n");
+      ++ne;
+      continue;
+    }
+    const Kernel& k = plan.kernels[static_cast<size_t>(st.kernel)];
+    s += str_cat(k.name, " outer=", to_string(k.outer), ":");
+    for (const Stage& stg : k.stages) {
+      if (stg.dest_output >= 0)
+        s += str_cat(" copy(%", stg.value, "->out", stg.dest_output, ")");
+      else
+        s += str_cat(" ", stg.reduction ? "reduce" : "map", "(%", stg.value, ")");
+    }
+    s += "\n";
+    ++nk;
+  }
+  for (size_t j = 0; j < plan.output_alias.size(); ++j)
+    if (plan.output_alias[j]) s += str_cat("alias out", j, " = view of %", plan.output_alias[j]->base, "\n");
+  return str_cat("kernels: ", nk, " externs: ", ne, "\n", s);
+}
+
+std::string describe_kernels(const Graph& g) {
+  std::vector<bool> alias_ok(g.outputs().size(), true);
+  return describe_plan(g, plan_kernels(g, alias_ok));
+}
+
+}  // namespace kiln

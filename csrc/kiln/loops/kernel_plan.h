@@ -1,0 +1,71 @@
+// kernel_plan.h — the scheduled form of a graph: where each value lives, which values are
+// computed by which kernel, and the order of kernels and extern calls.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kiln/ir/graph.h"
+
+namespace kiln {
+
+// Where a realized value's elements are.
+struct Storage {
+  enum class Kind { None, Input, Output, Arena } kind = Kind::None;
+  int32_t index = -1;            // graph input / output index
+  SymExpr offset;                // Arena: byte offset
+  std::vector<SymExpr> strides;  // element strides of the value's logical dims
+};
+
+// A strided window onto a realized value: what views compose to when they stay affine.
+struct AffineLayout {
+  ValueId base = -1;
+  SymExpr offset;                // elements, relative to the base's storage
+  std::vector<SymExpr> strides;  // per dim of the viewed value
+};
+
+// One realized value computed inside a kernel. Its loop domain is `outer` (shared by the kernel)
+// followed by `inner` (its own): for a reduction, inner are the reduced dims.
+struct Stage {
+  ValueId value = -1;
+  bool reduction = false;
+  std::vector<int64_t> outer_dims;  // dims of the stage's domain mapped to the kernel's outer loops
+  std::vector<int64_t> inner_dims;  // remaining dims, looped inside, in this order
+  std::vector<SymExpr> domain;      // the stage's domain sizes (input sizes for a reduction)
+  int32_t dest_output = -1;         // >= 0: a copy of an already stored value into this output
+};
+
+struct Kernel {
+  std::string name;
+  std::vector<SymExpr> outer;  // outer loop sizes, flattened and split across threads
+  std::vector<Stage> stages;
+};
+
+struct Step {
+  enum class Kind { Kernel, Extern } kind;
+  int32_t kernel = -1;  // index into kernels
+  int32_t node = -1;    // Extern: graph node index
+};
+
+struct KernelPlan {
+  std::vector<bool> realized;       // per value
+  std::vector<Storage> storage;     // per value (None for inlined values)
+  std::vector<Kernel> kernels;
+  std::vector<Step> steps;
+  SymExpr arena_bytes;
+  // Per graph output: when set, the output is a view of a graph input (returned as a view).
+  std::vector<std::optional<AffineLayout>> output_alias;
+};
+
+// Follows view ops from v down to a realized value while the composition stays a strided window.
+std::optional<AffineLayout> affine_layout(const Graph& g, const std::vector<bool>& realized,
+                                          const std::vector<Storage>& storage, ValueId v);
+
+// Decides realization, groups stages into kernels and plans memory. `alias_ok[i]` says whether
+// output i may be returned as a view of an input (it came from a view op in the source graph).
+KernelPlan plan_kernels(const Graph& g, const std::vector<bool>& alias_ok);
+
+// Kernel counts and membership, one line per kernel: for golden tests and logs.
+std::string describe_plan(const Graph& g, const KernelPlan& plan);
+
+}  // namespace kiln

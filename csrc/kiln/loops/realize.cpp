@@ -1,0 +1,126 @@
+// realize.cpp — realization: reductions, externs, outputs and costly shared values get storage.
+#include "kiln/loops/realize.h"
+
+#include <functional>
+
+#include "kiln/support/error.h"
+
+namespace kiln {
+
+namespace {
+
+// Rough per-element cost of computing a node inline; transcendental ops cost more.
+int op_cost(Op op) {
+  switch (op_kind(op)) {
+    case OpKind::View: case OpKind::Source: return 0;
+    case OpKind::Gather: return 1;
+    default: break;
+  }
+  switch (op) {
+    case Op::exp: case Op::exp2: case Op::expm1: case Op::log: case Op::log2: case Op::log1p: case Op::tanh:
+    case Op::sigmoid: case Op::erf: case Op::silu: case Op::gelu: case Op::gelu_tanh: case Op::pow: case Op::sin:
+    case Op::cos: case Op::tan: case Op::atan2:
+      return 4;
+    case Op::cast: return 0;
+    default: return 1;
+  }
+}
+
+void assign_storage(const Graph& g, KernelPlan& plan) {
+  size_t nv = g.num_values();
+  plan.storage.assign(nv, Storage{});
+  for (size_t i = 0; i < g.inputs().size(); ++i) {
+    auto& s = plan.storage[static_cast<size_t>(g.inputs()[i].value)];
+    s.kind = Storage::Kind::Input;
+    s.index = static_cast<int32_t>(i);
+    s.strides = g.inputs()[i].strides;
+  }
+  for (size_t j = 0; j < g.outputs().size(); ++j) {
+    if (plan.output_alias[j]) continue;
+    auto& s = plan.storage[static_cast<size_t>(g.outputs()[j].value)];
+    if (s.kind != Storage::Kind::None) continue;  // an input, or an earlier output: copied later
+    s.kind = Storage::Kind::Output;
+    s.index = static_cast<int32_t>(j);
+    s.strides = g.outputs()[j].strides;
+  }
+  for (size_t v = 0; v < nv; ++v) {
+    if (!plan.realized[v] || plan.storage[v].kind != Storage::Kind::None) continue;
+    plan.storage[v].kind = Storage::Kind::Arena;
+    plan.storage[v].strides = contiguous_strides(g.type(static_cast<ValueId>(v)).sizes);
+  }
+}
+
+// Extern operands must be strided windows onto storage (and, for scatter, unit column stride).
+bool fix_extern_operands(const Graph& g, KernelPlan& plan) {
+  bool changed = false;
+  for (const Node& n : g.nodes()) {
+    if (op_kind(n.op) != OpKind::Extern) continue;
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      ValueId in = n.inputs[k];
+      auto lay = affine_layout(g, plan.realized, plan.storage, in);
+      bool ok = lay.has_value();
+      if (ok && n.op == Op::index_add_rows) {
+        const auto& sizes = g.type(in).sizes;
+        size_t last = sizes.size() - 1;
+        ok = lay->strides[last].is_const(1) || sizes[last].is_const(1);
+        if (ok && k == 1) ok = !sizes[0].is_const(1) || true;
+      }
+      if (!ok) {
+        KILN_USER_CHECK(!plan.realized[static_cast<size_t>(in)],
+                        "kiln cannot pass a value with this layout to ", op_name(n.op));
+        plan.realized[static_cast<size_t>(in)] = true;
+        changed = true;
+      }
+    }
+  }
+  return changed;
+}
+
+}  // namespace
+
+void decide_realization(const Graph& g, const std::vector<bool>& alias_ok, KernelPlan& plan) {
+  size_t nv = g.num_values();
+  plan.realized.assign(nv, false);
+  plan.output_alias.assign(g.outputs().size(), std::nullopt);
+  for (const auto& in : g.inputs()) plan.realized[static_cast<size_t>(in.value)] = true;
+
+  // Outputs that are views of inputs are returned as views, with no kernel at all.
+  assign_storage(g, plan);
+  for (size_t j = 0; j < g.outputs().size(); ++j) {
+    ValueId v = g.outputs()[j].value;
+    const Node* n = g.producer(v);
+    if (j < alias_ok.size() && alias_ok[j] && n && op_kind(n->op) == OpKind::View) {
+      auto lay = affine_layout(g, plan.realized, plan.storage, v);
+      if (lay && plan.storage[static_cast<size_t>(lay->base)].kind == Storage::Kind::Input) plan.output_alias[j] = lay;
+    }
+  }
+  for (size_t j = 0; j < g.outputs().size(); ++j)
+    if (!plan.output_alias[j]) plan.realized[static_cast<size_t>(g.outputs()[j].value)] = true;
+  for (const Node& n : g.nodes())
+    if (op_kind(n.op) == OpKind::Reduction || op_kind(n.op) == OpKind::Extern)
+      plan.realized[static_cast<size_t>(n.result)] = true;
+
+  // Shared values: realize when recomputing them in every consumer would cost more than a load.
+  // Walk backwards so each value knows how many realized stages would inline it.
+  auto users = g.users();
+  std::vector<int64_t> inline_uses(nv, 0), cost(nv, 0);
+  for (const auto& o : g.outputs()) inline_uses[static_cast<size_t>(o.value)] += 1;
+  for (const Node& n : g.nodes()) {
+    int64_t c = op_cost(n.op);
+    for (ValueId in : n.inputs) c += plan.realized[static_cast<size_t>(in)] ? 0 : cost[static_cast<size_t>(in)];
+    cost[static_cast<size_t>(n.result)] = std::min<int64_t>(c, 1 << 20);
+  }
+  for (size_t i = g.nodes().size(); i-- > 0;) {
+    const Node& n = g.nodes()[i];
+    size_t v = static_cast<size_t>(n.result);
+    int64_t uses = inline_uses[v];
+    if (!plan.realized[v] && uses > 1 && cost[v] >= 4) plan.realized[v] = true;
+    int64_t contribution = plan.realized[v] ? 1 : std::min<int64_t>(uses, 1 << 20);
+    for (ValueId in : n.inputs) inline_uses[static_cast<size_t>(in)] += contribution;
+  }
+
+  assign_storage(g, plan);
+  while (fix_extern_operands(g, plan)) assign_storage(g, plan);
+}
+
+}  // namespace kiln

@@ -1,0 +1,282 @@
+// gemm.cpp — kiln_gemm_f32/f64: strided batched GEMM, GotoBLAS-blocked, parallel over batch x M/N.
+//
+// Structure (per thread, on its own rectangle of C):
+//   for ic (MC rows of A)       pack A[ic, pc] into MR-row slivers        (A block: L3)
+//    for pc (KC of k)
+//     for jc (NC cols of B)      pack B[pc, jc] into NR-column slivers    (B block: L2)
+//      for ir (MR rows)          this A sliver stays in L1 ...
+//       for jr (NR cols)         ... while B slivers stream from L2 through the micro-kernel
+// Threads never share packed data: each takes a contiguous run of (batch, row-or-column tile) units,
+// so a big single GEMM and a big batch of small ones both keep every core busy, and no barrier is
+// needed inside a call.
+#include "kiln/runtime/kiln_runtime.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <utility>
+
+// Kernels and packers are private to this library: hidden, so calls between them skip the PLT.
+#pragma GCC visibility push(hidden)
+#include "kiln/runtime/gemm_kernels.h"
+#include "kiln/runtime/gemm_pack.h"
+#pragma GCC visibility pop
+
+namespace kiln_rt::gemm {
+namespace {
+
+// Below this many flops per thread, waking another thread costs more than it saves.
+constexpr double kMinFlopsPerThread = 1 << 19;
+
+template <typename T>
+struct Problem {
+  int64_t batch, m, n, k;
+  T alpha, beta;
+  const T* a;
+  int64_t a_bs, a_rs, a_cs;
+  const T* b;
+  int64_t b_bs, b_rs, b_cs;
+  T* c;
+  int64_t c_bs, c_rs, c_cs;
+};
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Cache blocking for kernel K: the A sliver (MR x KC) takes ~18 KiB of L1, the packed B block
+// (KC x NC) ~1 MiB of L2, the packed A block (MC x KC) ~3 MiB of L3.
+template <class K, typename T>
+struct Blocking {
+  static constexpr int64_t KC = std::max<int64_t>(16, (18 * 1024 / (K::MR * sizeof(T))) / 8 * 8);
+  static constexpr int64_t NC = std::max<int64_t>(K::NR, (1024 * 1024 / (KC * sizeof(T))) / K::NR * K::NR);
+  static constexpr int64_t MC = std::max<int64_t>(K::MR, (3 * 1024 * 1024 / (KC * sizeof(T))) / K::MR * K::MR);
+};
+
+// Per-thread packing buffers, grown on demand and kept for the thread's life.
+template <typename T>
+class PackBuffer {
+ public:
+  ~PackBuffer() { std::free(p_); }
+  T* get(int64_t elems) {
+    const size_t bytes = static_cast<size_t>(round_up(elems * static_cast<int64_t>(sizeof(T)), 4096));
+    if (bytes > cap_) {
+      std::free(p_);
+      p_ = static_cast<T*>(std::aligned_alloc(4096, bytes));
+      cap_ = p_ ? bytes : 0;
+    }
+    return p_;
+  }
+
+ private:
+  T* p_ = nullptr;
+  size_t cap_ = 0;
+};
+
+template <typename T>
+struct ThreadBuffers {
+  PackBuffer<T> a, b;
+};
+
+template <typename T>
+ThreadBuffers<T>& thread_buffers() {
+  thread_local ThreadBuffers<T> bufs;
+  return bufs;
+}
+
+// C[0:mr, 0:nr] (any strides) = alpha * tile + beta * C; for outputs with no unit stride.
+template <typename T>
+void store_tile_strided(const T* tile, int ld, T* c, int64_t rs, int64_t cs, int mr, int nr, T alpha, T beta) {
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < nr; ++j) {
+      T& dst = c[i * rs + j * cs];
+      dst = beta == T(0) ? alpha * tile[i * ld + j] : madd(beta, dst, alpha * tile[i * ld + j]);
+    }
+}
+
+// One batch element's rectangle C[m0:m1, n0:n1], computed by the calling thread alone.
+template <typename T>
+void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  using K = Kernel<T>;
+  using Blk = Blocking<K, T>;
+  constexpr int MR = K::MR, NR = K::NR;
+  const T* A = p.a + bi * p.a_bs;
+  const T* B = p.b + bi * p.b_bs;
+  T* C = p.c + bi * p.c_bs;
+  const int64_t M = m1 - m0, N = n1 - n0, Kd = p.k;
+
+  // Split each dimension into equal blocks no larger than the cache limit (no runt last block).
+  const int64_t kc_blk = ceil_div(Kd, ceil_div(Kd, Blk::KC));
+  const int64_t mc_blk = round_up(ceil_div(M, ceil_div(M, Blk::MC)), MR);
+  const int64_t nc_blk = round_up(ceil_div(N, ceil_div(N, Blk::NC)), NR);
+  // Row-major A is packed as row panels (row copies, no transpose); the row pitch is padded off a
+  // multiple of 4 KiB so the MR rows of a sliver fall into different L1 sets.
+  const bool a_rows = p.a_cs == 1;
+  const int64_t lda = a_rows ? round_up(kc_blk, 16) + 16 : 0;
+  const int64_t a_sliver = MR * (a_rows ? lda : kc_blk);
+  ThreadBuffers<T>& bufs = thread_buffers<T>();
+  T* Ap = bufs.a.get(ceil_div(std::min(mc_blk, M), MR) * a_sliver);
+  T* Bp = bufs.b.get(std::min(nc_blk, round_up(N, NR)) * kc_blk);
+  if (!Ap || !Bp) return;  // out of memory: nothing sane left to do in a C ABI without status
+  const bool direct = p.c_cs == 1;
+  alignas(64) T tile[MR * NR];
+  auto kernel = [&](int64_t kc, const T* a, const T* b, T* c, int64_t rs, int mr, int nr, T alpha, T beta) {
+    if (a_rows)
+      K::template run<true>(kc, a, lda, b, c, rs, mr, nr, alpha, beta);
+    else
+      K::template run<false>(kc, a, 0, b, c, rs, mr, nr, alpha, beta);
+  };
+
+  for (int64_t ic = m0; ic < m1; ic += mc_blk) {
+    const int64_t mc = std::min(mc_blk, m1 - ic);
+    for (int64_t pc = 0; pc < Kd; pc += kc_blk) {
+      const int64_t kc = std::min(kc_blk, Kd - pc);
+      for (int64_t s = 0; s * MR < mc; ++s) {
+        const T* src = A + (ic + s * MR) * p.a_rs + pc * p.a_cs;
+        const int rows = static_cast<int>(std::min<int64_t>(MR, mc - s * MR));
+        if (a_rows)
+          pack_rows<T, MR>(src, p.a_rs, rows, kc, Ap + s * a_sliver, lda);
+        else
+          pack_sliver<T, MR>(src, p.a_rs, p.a_cs, rows, kc, Ap + s * a_sliver);
+      }
+      const T beta = pc == 0 ? p.beta : T(1);  // later k blocks accumulate onto the first
+      for (int64_t jc = n0; jc < n1; jc += nc_blk) {
+        const int64_t nc = std::min(nc_blk, n1 - jc);
+        for (int64_t s = 0; s * NR < nc; ++s)
+          pack_sliver<T, NR>(B + pc * p.b_rs + (jc + s * NR) * p.b_cs, p.b_cs, p.b_rs,
+                             static_cast<int>(std::min<int64_t>(NR, nc - s * NR)), kc, Bp + s * NR * kc);
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+          const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
+          const T* a_sl = Ap + (ir / MR) * a_sliver;
+          for (int64_t jr = 0; jr < nc; jr += NR) {
+            const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+            T* cp = C + (ic + ir) * p.c_rs + (jc + jr) * p.c_cs;
+            if (direct) {
+              kernel(kc, a_sl, Bp + jr * kc, cp, p.c_rs, mr, nr, p.alpha, beta);
+            } else {
+              kernel(kc, a_sl, Bp + jr * kc, tile, NR, MR, NR, T(1), T(0));
+              store_tile_strided(tile, NR, cp, p.c_rs, p.c_cs, mr, nr, p.alpha, beta);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The parallel split: `units` tiles of MR rows (or NR columns when split_n) per batch element, and
+// thread t of `nthreads` takes units [t*total/nthreads, (t+1)*total/nthreads) of all batch*units.
+template <typename T>
+struct Split {
+  const Problem<T>* p;
+  bool split_n;
+  int64_t unit, units, nthreads;
+};
+
+template <typename T>
+void run_units(const Split<T>& s, int64_t u0, int64_t u1) {
+  const Problem<T>& p = *s.p;
+  while (u0 < u1) {
+    const int64_t bi = u0 / s.units, lo = u0 % s.units;
+    const int64_t hi = std::min(s.units, lo + (u1 - u0));
+    if (s.split_n)
+      gemm_rect(p, bi, 0, p.m, lo * s.unit, std::min(p.n, hi * s.unit));
+    else
+      gemm_rect(p, bi, lo * s.unit, std::min(p.m, hi * s.unit), 0, p.n);
+    u0 += hi - lo;
+  }
+}
+
+template <typename T>
+void run_threads(void* ctx, int64_t begin, int64_t end) {
+  const Split<T>& s = *static_cast<const Split<T>*>(ctx);
+  const int64_t total = s.p->batch * s.units;
+  for (int64_t t = begin; t < end; ++t) run_units(s, t * total / s.nthreads, (t + 1) * total / s.nthreads);
+}
+
+template <typename T>
+void gemm_parallel(const Problem<T>& p) {
+  using K = Kernel<T>;
+  const int64_t m_tiles = ceil_div(p.m, K::MR), n_tiles = ceil_div(p.n, K::NR);
+  // Split the dimension with more tiles: each thread then re-packs the smaller operand.
+  const bool split_n = n_tiles > m_tiles;
+  Split<T> s{&p, split_n, split_n ? K::NR : K::MR, split_n ? n_tiles : m_tiles, 1};
+  const double flops = 2.0 * p.batch * p.m * p.n * p.k;
+  const int64_t by_work = static_cast<int64_t>(std::min(flops / kMinFlopsPerThread, 1e9));
+  s.nthreads = std::max<int64_t>(1, std::min({int64_t(kiln_get_num_threads()), p.batch * s.units, by_work}));
+  if (s.nthreads == 1) {
+    run_units(s, 0, p.batch * s.units);
+    return;
+  }
+  kiln_parallel_for(0, s.nthreads, 1, run_threads<T>, &s);
+}
+
+// C = beta * C (k == 0: the product is empty).
+template <typename T>
+void scale_c(const Problem<T>& p) {
+  for (int64_t bi = 0; bi < p.batch; ++bi)
+    for (int64_t i = 0; i < p.m; ++i) {
+      T* row = p.c + bi * p.c_bs + i * p.c_rs;
+      for (int64_t j = 0; j < p.n; ++j) row[j * p.c_cs] = p.beta == T(0) ? T(0) : p.beta * row[j * p.c_cs];
+    }
+}
+
+template <typename T>
+void gemm(Problem<T> p) {
+  if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return;
+  if (p.k <= 0) {
+    scale_c(p);
+    return;
+  }
+  // A stride along a dimension of size 1 is never used: make it 1 so the unit-stride fast paths apply.
+  if (p.n == 1) p.c_cs = 1, p.b_cs = p.b_rs == 1 ? p.b_cs : 1;
+  if (p.m == 1) p.c_rs = p.c_cs == 1 ? p.c_rs : 1, p.a_rs = p.a_cs == 1 ? p.a_rs : 1;
+  if (p.k == 1) p.a_cs = p.a_rs == 1 ? p.a_cs : 1, p.b_rs = p.b_cs == 1 ? p.b_rs : 1;
+  // Column-major C: compute C^T = B^T A^T instead, so the kernels always store along unit stride.
+  if (p.c_cs != 1 && p.c_rs == 1) {
+    std::swap(p.m, p.n);
+    std::swap(p.a, p.b);
+    std::swap(p.a_bs, p.b_bs);
+    std::swap(p.a_rs, p.b_cs);
+    std::swap(p.a_cs, p.b_rs);
+    std::swap(p.c_rs, p.c_cs);
+  }
+  // A batch of A's stacked along rows against one shared B is one taller GEMM.
+  if (p.batch > 1 && p.b_bs == 0 && p.a_bs == p.m * p.a_rs && p.c_bs == p.m * p.c_rs) {
+    p.m *= p.batch;
+    p.batch = 1;
+  }
+  if (p.batch > 1 && p.c_bs == 0) {
+    // Every batch element accumulates into the same C: run them in order, each split across threads.
+    Problem<T> one = p;
+    one.batch = 1;
+    for (int64_t bi = 0; bi < p.batch; ++bi) {
+      one.a = p.a + bi * p.a_bs;
+      one.b = p.b + bi * p.b_bs;
+      gemm_parallel(one);
+      one.beta = T(1);
+    }
+    return;
+  }
+  gemm_parallel(p);
+}
+
+}  // namespace
+}  // namespace kiln_rt::gemm
+
+extern "C" {
+
+void kiln_gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t a_bs,
+                   int64_t a_rs, int64_t a_cs, const float* b, int64_t b_bs, int64_t b_rs, int64_t b_cs,
+                   float beta, float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs) {
+  kiln_rt::gemm::gemm<float>({batch, m, n, k, alpha, beta, a, a_bs, a_rs, a_cs, b, b_bs, b_rs, b_cs, c, c_bs,
+                              c_rs, c_cs});
+}
+
+void kiln_gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+                   int64_t a_bs, int64_t a_rs, int64_t a_cs, const double* b, int64_t b_bs, int64_t b_rs,
+                   int64_t b_cs, double beta, double* c, int64_t c_bs, int64_t c_rs, int64_t c_cs) {
+  kiln_rt::gemm::gemm<double>({batch, m, n, k, alpha, beta, a, a_bs, a_rs, a_cs, b, b_bs, b_rs, b_cs, c,
+                               c_bs, c_rs, c_cs});
+}
+
+}  // extern "C"

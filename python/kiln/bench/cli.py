@@ -1,0 +1,155 @@
+"""`python -m kiln.bench`: run the selected suites for every contender side by side and write the report."""
+
+import datetime
+import faulthandler
+import os
+import sys
+import time
+
+import torch
+
+from . import attention_grid, plots, report, transformer_rows
+from .contenders import short_reason, warm_up_process
+from .environment import compile_caches, cpu_count, cpu_name
+from .progress import Progress
+from .settings import from_args
+
+
+def run(argv=None) -> list[dict]:
+    """Run the benchmarks as `python -m kiln.bench ARGV` would; returns every result row as a dict."""
+    settings = from_args(list(argv) if argv is not None else sys.argv[1:])
+    os.makedirs(settings.out, exist_ok=True)
+    if os.path.exists(settings.error_log):
+        os.remove(settings.error_log)
+    # A crash in native code (a contender's kernel) should at least say where it happened.
+    faulthandler.enable()
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    t_start = time.perf_counter()
+    try:
+        with compile_caches(settings.cache) as cache_note:
+            rows, warmups = _run_suites(settings)
+    finally:
+        torch.set_num_threads(saved_threads)
+    wall = time.perf_counter() - t_start
+    _write(settings, rows, warmups, cache_note, wall)
+    return rows
+
+
+def main(argv=None) -> int:
+    run(argv)
+    return 0
+
+
+def _run_suites(settings):
+    needs_compile = any(s in settings.suites for s in ("attention", "transformer"))
+    compiled = [c for c in settings.contenders if c.compiled] if needs_compile else []
+    total = len(compiled)
+    if "attention" in settings.suites:
+        total += attention_grid.task_count(settings)
+    if "transformer" in settings.suites:
+        total += transformer_rows.task_count(settings)
+    micro = None
+    if "micro" in settings.suites:
+        from . import micro  # noqa: PLC0415  (only --full and --only micro pay its imports)
+
+        total += micro.task_count(settings)
+    progress = Progress(total, enabled=settings.progress)
+    warmups = {}
+    rows = []
+    try:
+        for c in compiled:
+            with progress.task(f"process warm-up {c.name}"):
+                try:
+                    warmups[c.name] = f"{warm_up_process(c):.1f} s"
+                except Exception as exc:
+                    warmups[c.name] = f"failed ({short_reason(exc)})"
+                    settings.log_error(f"warm-up {c.name}", exc)
+        if "attention" in settings.suites:
+            rows += attention_grid.run(settings, progress)
+        if "transformer" in settings.suites:
+            rows += transformer_rows.run(settings, progress)
+        if "micro" in settings.suites:
+            rows += micro.run(settings, progress)
+    finally:
+        progress.close()
+    return rows, warmups
+
+
+def _header(settings, warmups, cache_note, wall) -> list[str]:
+    s = settings
+    lines = [
+        "# kiln benchmark results",
+        "",
+        f"**Date:** {datetime.datetime.now():%Y-%m-%d %H:%M:%S}",
+        f"**Device:** CPU — {cpu_name()}, {cpu_count()} cores",
+        f"**PyTorch Version:** {torch.__version__}",
+        f"**Threads:** {s.threads} (torch.set_num_threads, the same for every contender)",
+        f"**Preset:** {s.preset}; suites: {', '.join(s.suites)}",
+        f"**Contenders:** {', '.join(c.name for c in s.contenders)}",
+        "",
+        "**How measured:**",
+        f"- warm-up {s.warmup} forward + {s.warmup} backward, then at least {s.min_iters} timed iterations "
+        f"and {s.min_seconds:g} s per attention cell; TransformerLM rows: warm-up {s.warmup} steps, then at least "
+        f"{s.lm_min_iters} steps and {s.lm_min_seconds:g} s",
+        "- times are `mean±std (median)` ms; speedup = eager median / contender median (> 1 is faster than eager)",
+        "- attention forward is timed with grad enabled; backward times `loss.backward()` after an untimed forward "
+        "(`loss = out.sum()`, grads cleared)",
+        "- compile (s) = first forward + first backward (or first step) wall time minus one steady-state call; "
+        f"compile caches {cache_note}; `torch._dynamo.reset()` between cells",
+        "- one-time process warm-up (imports, toolchain), not counted in any cell: "
+        + (", ".join(f"{k} {v}" for k, v in warmups.items()) or "none"),
+        "- every compiled result is checked against eager (forward output and gradients, or logits, loss and "
+        "parameters after one step); a mismatch fails the cell",
+        _memory_line(s),
+        f"- total wall time of this run: {wall:.0f} s",
+    ]
+    if s.notes:
+        lines += ["", "**Notes:**"] + [f"- {n}" for n in s.notes]
+    return lines
+
+
+def _memory_line(s) -> str:
+    if s.memory == "none" and not s.memory_transformer:
+        return "- peak memory: not measured in this run (`--memory all` to measure)"
+    which = {"all": "every attention cell", "auto": f"attention cells with seq_len >= {s.memory_min_seq}",
+             "none": "no attention cell"}[s.memory]
+    which += " and the TransformerLM rows" if s.memory_transformer else " (not the TransformerLM rows)"
+    return (f"- peak (MB): {which}, each contender in a fresh subprocess: rise of the RSS high-water mark "
+            "(VmHWM) over the RSS just before the first call, over the first call and the warm-up iterations")
+
+
+def _write(settings, rows, warmups, cache_note, wall):
+    s = settings
+    md = _header(s, warmups, cache_note, wall)
+    if any(r["suite"] == "attention" for r in rows):
+        md += ["", "## Attention Module Compilation Results", "",
+               f"The seed's attention, one head, B={s.attn_batch}, float32; compiled vs uncompiled:", "",
+               report.attention_table(rows, s.contenders, "attention")]
+    if any(r["suite"] == "sdpa" for r in rows):
+        md += ["", "## SDPA Attention (`F.scaled_dot_product_attention`, is_causal=True)", "",
+               f"B={s.sdpa_batch}, {s.sdpa_heads} heads, inputs (B, H, S, D); eager runs ATen's fused kernel:", "",
+               report.attention_table(rows, s.contenders, "sdpa")]
+    for size in s.sizes if any(r["suite"] == "transformer" for r in rows) else []:
+        md += ["", f"## Transformer Model Compilation Results ({size})", "", "### Model Configuration"]
+        md += transformer_rows.config_lines(size)
+        md += ["", "### Performance Results", "", report.transformer_table(rows, size)]
+    if any(r["suite"] == "micro" for r in rows):
+        from . import micro_report  # noqa: PLC0415
+
+        md += ["", "## Micro-benchmarks", ""] + micro_report.sections(rows, s.contenders)
+    obs = report.observations(rows, s.contenders)
+    if obs:
+        md += ["", "## Analysis", "", "### Key Observations", ""] + obs
+    errors = sum(1 for r in rows if r.get("error"))
+    if errors:
+        md += ["", f"{errors} failed cell(s); full tracebacks in `{s.error_log}`."]
+    text = "\n".join(md) + "\n"
+    report.write_markdown(os.path.join(s.out, "results.md"), text)
+    report.write_csv(os.path.join(s.out, "results.csv"), rows)
+    written = plots.write_all(rows, s.contenders, s.out) if s.plots else []
+    print(text)
+    files = ["results.md", "results.csv"] + [os.path.basename(p) for p in written]
+    if s.plots and not plots.available():
+        files.append("(no plots: matplotlib is not installed)")
+    print(f"Wrote {', '.join(files)} to {s.out}/")

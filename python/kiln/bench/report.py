@@ -1,0 +1,184 @@
+"""Tables in the seed's layout (Markdown, printed and written) and the CSV of every result row."""
+
+import csv
+import math
+import os
+
+DASH = "—"
+
+
+def fmt_ms(row, prefix) -> str:
+    """mean±std (median), the seed's mean±std plus the median the ratios use."""
+    if row.get(f"{prefix}_median_ms") is None:
+        return DASH
+    return f"{row[prefix + '_mean_ms']:.2f}±{row[prefix + '_std_ms']:.2f} ({row[prefix + '_median_ms']:.2f})"
+
+
+def speedup(row, base, prefix) -> float | None:
+    if not base or row.get(f"{prefix}_median_ms") is None or base.get(f"{prefix}_median_ms") is None:
+        return None
+    return base[f"{prefix}_median_ms"] / row[f"{prefix}_median_ms"]
+
+
+def fmt_x(x) -> str:
+    return DASH if x is None else f"{x:.2f}x"
+
+
+def failed(row, phase) -> bool:
+    """Did this row fail at or before `phase` (so its `phase` cell shows the reason)?"""
+    return bool(row and row.get("error")) and row.get(f"{phase}_median_ms") is None
+
+
+def cell(row, prefix, contender) -> str:
+    if row is None:
+        return DASH
+    if failed(row, prefix):
+        return f"{contender}: {row['error']}"
+    return fmt_ms(row, prefix)
+
+
+def table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("-" * (len(h) + 2) for h in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in body]
+    return "\n".join(lines)
+
+
+def attention_table(rows, contenders, suite) -> str:
+    """d_model | seq_len | forward per contender and speedup | backward likewise | compile s | peak MB."""
+    names = [c.name for c in contenders]
+    compiled = [c.name for c in contenders if c.compiled]
+    keys = []
+    by = {}
+    for r in rows:
+        if r["suite"] != suite:
+            continue
+        key = (r["H"], r["D"], r["S"])
+        if key not in by:
+            keys.append(key)
+            by[key] = {}
+        by[key][r["contender"]] = r
+    lead = ["heads", "d_head", "seq_len"] if suite == "sdpa" else ["d_model", "seq_len"]
+    header = list(lead)
+    for prefix, word in (("fwd", "Forward"), ("bwd", "Backward")):
+        for n in names:
+            header.append(f"{n} {word} (ms)")
+            if n in compiled:
+                header.append(f"{n} {word} Speedup")
+    header += [f"{n} Compile (s)" for n in compiled]
+    header += [f"{n} Peak (MB)" for n in names]
+    body = []
+    for key in keys:
+        cells = by[key]
+        base = cells.get("eager")
+        H, D, S = key
+        line = [H, D, S] if suite == "sdpa" else [D, S]
+        for prefix in ("fwd", "bwd"):
+            for n in names:
+                r = cells.get(n)
+                line.append(cell(r, prefix, n))
+                if n in compiled:
+                    line.append(fmt_x(speedup(r, base, prefix)) if r and not failed(r, prefix) else DASH)
+        for n in compiled:
+            r = cells.get(n) or {}
+            line.append(f"{r['compile_s']:.1f}" if r.get("compile_s") is not None else DASH)
+        for n in names:
+            line.append(fmt_peak(cells.get(n)))
+        body.append(line)
+    return table(header, body)
+
+
+def fmt_peak(r) -> str:
+    if not r:
+        return DASH
+    if r.get("peak_mb") is not None:
+        return f"{r['peak_mb']:.0f}"
+    if r.get("peak_error"):
+        return f"error: {r['peak_error']}"
+    return DASH
+
+
+VERSION_LABEL = {"eager": "Uncompiled (eager)", "model": "model compiled",
+                 "model+step": "model and optimizer step compiled"}
+
+
+def transformer_table(rows, size) -> str:
+    header = ["Version", "Forward Only (ms)", "Forward Speedup", "Forward+Backward+Optimizer (ms)",
+              "Full Step Speedup", "Compile (s)", "Peak (MB)"]
+    mine = [r for r in rows if r["suite"] == "transformer" and r["size"] == size]
+    base = next((r for r in mine if r["version"] == "eager"), None)
+    body = []
+    for r in mine:
+        label = VERSION_LABEL[r["version"]]
+        if r["version"] != "eager":
+            label = f"{r['contender']}: {label}"
+        fwd_has_row = r["version"] != "model+step"
+        body.append([
+            label,
+            cell(r, "fwd", r["contender"]) if fwd_has_row else "(as model compiled)",
+            fmt_x(speedup(r, base, "fwd")) if fwd_has_row else DASH,
+            cell(r, "step", r["contender"]) if not (fwd_has_row and failed(r, "fwd")) else DASH,
+            fmt_x(speedup(r, base, "step")),
+            f"{r['compile_s']:.1f}" if r.get("compile_s") is not None else DASH,
+            fmt_peak(r),
+        ])
+    return table(header, body)
+
+
+def geomean(xs):
+    xs = [x for x in xs if x]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+def observations(rows, contenders) -> list[str]:
+    """The seed's "Key Observations", as geometric means of the median ratios."""
+    out = []
+    for c in contenders:
+        if not c.compiled:
+            continue
+        for suite, title in (("attention", "Attention"), ("sdpa", "SDPA attention")):
+            cells = [r for r in rows if r["suite"] == suite]
+            if not cells:
+                continue
+            base = {(r["H"], r["D"], r["S"]): r for r in cells if r["contender"] == "eager"}
+            mine = [r for r in cells if r["contender"] == c.name]
+            fw = geomean([speedup(r, base.get((r["H"], r["D"], r["S"])), "fwd") for r in mine])
+            bw = geomean([speedup(r, base.get((r["H"], r["D"], r["S"])), "bwd") for r in mine])
+            bad = sum(1 for r in mine if r.get("error"))
+            out.append(f"- **{title}, {c.name}:** forward **{fmt_x(fw)}**, backward **{fmt_x(bw)}** over eager "
+                       f"(geometric mean of {len(mine) - bad} cells; {bad} failed)")
+        lm = [r for r in rows if r["suite"] == "transformer" and r["contender"] == c.name]
+        for r in lm:
+            base = next((b for b in rows if b["suite"] == "transformer" and b["size"] == r["size"]
+                         and b["version"] == "eager"), None)
+            what = VERSION_LABEL[r["version"]]
+            if r.get("error"):
+                out.append(f"- **TransformerLM {r['size']}, {c.name} ({what}):** failed — {r['error']}")
+            else:
+                out.append(f"- **TransformerLM {r['size']}, {c.name} ({what}):** full step "
+                           f"**{fmt_x(speedup(r, base, 'step'))}** over eager")
+    return out
+
+
+def write_csv(path: str, rows: list[dict]):
+    keys = []
+    for r in rows:
+        for k in r:
+            if k not in keys:
+                keys.append(k)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _csv_value(r.get(k)) for k in keys})
+
+
+def _csv_value(v):
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else v
+
+
+def write_markdown(path: str, text: str):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text if text.endswith("\n") else text + "\n")

@@ -1,0 +1,70 @@
+"""Wall-clock timing of one callable: warm-up, then at least N iterations or T seconds."""
+
+import gc
+import statistics
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Stats:
+    mean_ms: float
+    std_ms: float
+    median_ms: float
+    n: int
+
+    def fields(self, prefix: str) -> dict:
+        return {
+            f"{prefix}_mean_ms": self.mean_ms,
+            f"{prefix}_std_ms": self.std_ms,
+            f"{prefix}_median_ms": self.median_ms,
+            f"{prefix}_n": self.n,
+        }
+
+
+def measure(step, *, prepare=None, warmup=3, min_iters=10, min_seconds=2.0, max_iters=100000) -> Stats:
+    """Time `step(prepared)` where `prepared = prepare()` runs untimed before every call.
+
+    Runs until both `min_iters` iterations and `min_seconds` of timed work are done.
+    """
+    for _ in range(warmup):
+        arg = prepare() if prepare else None
+        _discard(step(arg) if prepare else step())
+        del arg
+    times = []
+    total = 0.0
+    gc.collect()
+    # Python's collector would otherwise run at arbitrary points inside timed calls.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        while (len(times) < min_iters or total < min_seconds) and len(times) < max_iters:
+            arg = prepare() if prepare else None
+            t0 = time.perf_counter()
+            result = step(arg) if prepare else step()
+            t1 = time.perf_counter()
+            # Free the result (and the autograd graph it holds) outside the timed region.
+            del result, arg
+            times.append(t1 - t0)
+            total += t1 - t0
+    finally:
+        if was_enabled:
+            gc.enable()
+    ms = [t * 1e3 for t in times]
+    return Stats(
+        mean_ms=statistics.fmean(ms),
+        std_ms=statistics.stdev(ms) if len(ms) > 1 else 0.0,
+        median_ms=statistics.median(ms),
+        n=len(ms),
+    )
+
+
+def timed_call(fn, *args):
+    """(result, seconds) of one call: used for first calls, where compilation happens."""
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
+
+
+def _discard(_):
+    return None

@@ -1,0 +1,32 @@
+"""Compare a contender's result with eager's, so a fast wrong kernel never shows up as a win."""
+
+import torch
+
+REL_TOL = 1e-3
+
+
+def max_rel_err(got, ref) -> float:
+    """max |got - ref| / max |ref| over tensors (or lists of tensors)."""
+    if isinstance(got, (list, tuple)):
+        return max((max_rel_err(g, r) for g, r in zip(got, ref)), default=0.0)
+    got, ref = got.detach().double(), ref.detach().double()
+    if got.shape != ref.shape:
+        return float("inf")
+    scale = ref.abs().max().item() if ref.numel() else 0.0
+    return (got - ref).abs().max().item() / max(scale, 1e-12) if ref.numel() else 0.0
+
+
+def check(got, ref, what: str) -> float:
+    """Raise if `got` is not eager's result to REL_TOL; return the error otherwise."""
+    err = max_rel_err(got, ref)
+    if not err <= REL_TOL:  # also catches NaN
+        raise WrongResult(f"wrong {what}: max rel err {err:.1e}")
+    return err
+
+
+class WrongResult(RuntimeError):
+    pass
+
+
+def clone_all(tensors):
+    return [t.detach().clone() if isinstance(t, torch.Tensor) else t for t in tensors]
