@@ -36,7 +36,7 @@ int run(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a.rfind("--pass=", 0) == 0) {
-      options.passes.push_back(a.substr(7));
+      options.passes.push_back(kiln::find_pass(a.substr(7)).name);  // a typo fails before reading input
     } else if (a == "--verify-each") {
       options.verify_each = true;
     } else if (a == "--print-kernels") {

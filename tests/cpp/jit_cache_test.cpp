@@ -234,7 +234,16 @@ TEST_F(JitTest, JitKeyIsStableAndNamesEveryInput) {
   const std::string copied = cache_key(other);
   EXPECT_EQ(cache_key(other), copied);
   write_file(include + "/kiln/runtime/kiln_runtime.h", header + "\nvoid kiln_new_function(void);\n");
-  EXPECT_NE(cache_key(other), copied);
+  const std::string changed = cache_key(other);
+  EXPECT_NE(changed, copied);
+  // ...and so are the inline helpers beside it that generated code includes.
+  write_file(include + "/kiln/runtime/kiln_prelude.h", "inline int kiln_helper() { return 1; }\n");
+  const std::string with_prelude = cache_key(other);
+  EXPECT_NE(with_prelude, changed);
+  write_file(include + "/kiln/runtime/kiln_prelude.h", "inline int kiln_helper() { return 2; }\n");
+  EXPECT_NE(cache_key(other), with_prelude);
+  fs::remove(include + "/kiln/runtime/kiln_runtime.h");
+  EXPECT_THROW(cache_key(other), UserError) << "a missing runtime header is an incomplete install";
 
   // So is the compiler: the same g++ under another path is another identity.
   const std::string cxx = toolchain()->command[0];

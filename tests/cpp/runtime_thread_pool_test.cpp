@@ -1,6 +1,7 @@
 // runtime_thread_pool_test.cpp — kiln_parallel_for: coverage, chunking, nesting, concurrency, fork.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -53,9 +54,12 @@ void check_cover(int64_t begin, int64_t end, int64_t grain, int threads) {
     return;
   }
   EXPECT_LE(c.chunks.size(), size_t(std::max(threads, 1)));
-  if (c.chunks.size() > 1)
+  if (c.chunks.size() > 1) {
     for (auto [b, e] : c.chunks) EXPECT_GE(e - b, std::max<int64_t>(grain, 1));
-  if (end - begin < 2 * std::max<int64_t>(grain, 1)) EXPECT_EQ(c.chunks.size(), 1u);
+  }
+  if (end - begin < 2 * std::max<int64_t>(grain, 1)) {
+    EXPECT_EQ(c.chunks.size(), 1u);
+  }
 }
 
 TEST(RuntimeThreadPool, CoversEveryIndexOnce) {
@@ -76,8 +80,9 @@ TEST(RuntimeThreadPool, UsesWorkersAndSplitsStatically) {
   ASSERT_EQ(c.chunks.size(), 2u);
   EXPECT_EQ(c.threads.size(), 2u);  // the caller took one chunk, a worker the other
   std::sort(c.chunks.begin(), c.chunks.end());
-  EXPECT_EQ(c.chunks[0], std::make_pair<int64_t, int64_t>(0, 500));
-  EXPECT_EQ(c.chunks[1], std::make_pair<int64_t, int64_t>(500, 1000));
+  using Chunk = std::pair<int64_t, int64_t>;
+  EXPECT_EQ(c.chunks[0], Chunk(0, 500));
+  EXPECT_EQ(c.chunks[1], Chunk(500, 1000));
 }
 
 TEST(RuntimeThreadPool, SmallRangesRunInlineOnTheCaller) {

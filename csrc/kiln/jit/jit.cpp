@@ -40,6 +40,11 @@ JitStats g_stats;
 
 std::shared_ptr<MemoEntry> memo_entry(const std::string& key) {
   std::lock_guard<std::mutex> lock(g_memo_mutex);
+  // Now and then drop entries nobody uses: unloaded, and not held by a build in flight
+  // (builders hold a reference, taken under this same lock).
+  if (g_memo.size() >= 1024 && !g_memo.contains(key)) {
+    std::erase_if(g_memo, [](const auto& kv) { return kv.second.use_count() == 1 && kv.second->library.expired(); });
+  }
   auto& entry = g_memo[key];
   if (!entry) entry = std::make_shared<MemoEntry>();
   return entry;
@@ -65,14 +70,28 @@ void write_text(const std::string& path, const std::string& text) {
   KILN_USER_CHECK(bool(out), "kiln: cannot write ", path, " (disk full or not writable?)");
 }
 
-std::string runtime_header_hash(const std::string& include_dir) {
+// Hash of every header generated code can include (kiln_runtime.h, and the inline helpers of
+// kiln_prelude.h beside it, whose semantics are compiled into each entry).
+std::string runtime_headers_hash(const std::string& include_dir) {
   if (include_dir.empty()) return "none";
-  const std::string path = include_dir + "/kiln/runtime/kiln_runtime.h";
+  const fs::path dir = fs::path(include_dir) / "kiln" / "runtime";
   bool ok = false;
-  std::string text = read_text(path, &ok);
-  KILN_USER_CHECK(ok, "kiln: its runtime header is missing (", path,
+  read_text((dir / "kiln_runtime.h").string(), &ok);
+  KILN_USER_CHECK(ok, "kiln: its runtime header is missing (", (dir / "kiln_runtime.h").string(),
                   "); the installation is incomplete. Reinstall kiln.");
-  return sha256_hex(text);
+  std::vector<fs::path> headers;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().extension() == ".h" && entry.is_regular_file(ec)) headers.push_back(entry.path());
+  }
+  std::sort(headers.begin(), headers.end());
+  Sha256 hash;
+  for (const auto& header : headers) {
+    std::string text = read_text(header.string(), &ok);
+    KILN_USER_CHECK(ok, "kiln: cannot read its runtime header ", header.string());
+    hash.update(str_cat(header.filename().string(), '\0', text.size(), '\0')).update(text);
+  }
+  return hash.finish_hex();
 }
 
 std::string join(const std::vector<std::string>& words) {
@@ -98,7 +117,7 @@ Prepared prepare(const BuildRequest& request) {
   p.key_material = str_cat("kiln jit key v1\n", "request key: ", request.key, "\n", p.toolchain->identity(),
                            "build compile flags: ", join(p.flags.compile), "\n",
                            "build link flags: ", join(p.flags.link), "\n",
-                           "runtime header sha256: ", runtime_header_hash(request.include_dir), "\n");
+                           "runtime headers sha256: ", runtime_headers_hash(request.include_dir), "\n");
   p.key = sha256_hex(p.key_material);
   return p;
 }
@@ -163,7 +182,14 @@ BuildResult compile_and_load(const BuildRequest& request, const Prepared& p, Mem
   write_debug_files(work_dir, request, p, plan);
 
   const auto start = std::chrono::steady_clock::now();
-  BuildOutcome outcome = run_build(plan, work_dir, work_dir + "/compile.log");
+  BuildOutcome outcome;
+  try {
+    outcome = run_build(plan, work_dir, work_dir + "/compile.log");
+  } catch (...) {  // the compiler could not even start: nothing worth keeping
+    std::error_code ec;
+    if (!debug) fs::remove_all(work_dir, ec);
+    throw;
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   count([&](JitStats& s) {
     ++s.compiles;

@@ -27,8 +27,9 @@ struct BuildResult {
 };
 
 // The final cache key: sha256 of request.key + toolchain identity (compiler, version, target ISA)
-// + every flag (including -I/-L paths) + sha256 of kiln_runtime.h's contents. Sources are not part of
-// it: request.key must already name them, so that a warm start can look up code it has not generated.
+// + every flag (including -I/-L paths) + sha256 of the runtime headers' contents (kiln_runtime.h
+// and every other .h beside it, e.g. kiln_prelude.h). Sources are not part of it: request.key must
+// already name them, so that a warm start can look up code it has not generated.
 std::string cache_key(const BuildRequest& request);
 
 // Returns the loaded library for the request: from this process's memo, else from the disk cache

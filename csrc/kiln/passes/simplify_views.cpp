@@ -50,16 +50,15 @@ Graph simplify_views(const Graph& g) {
   return rewrite_nodes(g, [&](GraphRewriter& rw, const Node& n,
                               const std::vector<ValueId>& ins) -> std::optional<ValueId> {
     if (op_kind(n.op) != OpKind::View) return std::nullopt;
-    ValueId src = ins[0];
-    Node view{n.op, {}, n.attrs, -1, n.origin};
+    const TensorType& type = g.type(n.result);
+    if (is_identity(n.op, n, rw.graph().type(ins[0]), type)) return ins[0];
     // Inputs are already simplified, so one step of composition reaches the start of any chain.
-    if (const Node* inner = rw.graph().producer(src))
-      if (auto attrs = compose(n, *inner)) {
-        src = inner->inputs[0];
-        view.attrs = std::move(*attrs);
-      }
-    if (is_identity(n.op, view, rw.graph().type(src), g.type(n.result))) return src;
-    if (src == ins[0]) return std::nullopt;
+    const Node* inner = rw.graph().producer(ins[0]);
+    std::optional<Attrs> attrs = inner ? compose(n, *inner) : std::nullopt;
+    if (!attrs) return std::nullopt;
+    ValueId src = inner->inputs[0];
+    Node view{n.op, {}, std::move(*attrs), -1, n.origin};
+    if (is_identity(n.op, view, rw.graph().type(src), type)) return src;
     return rw.emit(n.op, {src}, std::move(view.attrs), n.origin);
   });
 }

@@ -108,9 +108,13 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
   const int64_t kc_blk = ceil_div(Kd, ceil_div(Kd, Blk::KC));
   const int64_t mc_blk = round_up(ceil_div(M, ceil_div(M, Blk::MC)), MR);
   const int64_t nc_blk = round_up(ceil_div(N, ceil_div(N, Blk::NC)), NR);
-  // Row-major A is packed as row panels (row copies, no transpose); the row pitch is padded off a
-  // multiple of 4 KiB so the MR rows of a sliver fall into different L1 sets.
+  // A slivers come in three ways. Full slivers of row-major A are read in place: A is only ever
+  // broadcast, so packing would merely copy it, and streaming it straight from memory overlaps that
+  // traffic with the FMAs (measured up to 1.4x faster for n = 64, never slower, even for pitches that
+  // are multiples of 4 KiB). The last, partial sliver of row-major A is copied into a zero-padded row
+  // panel. Any other layout is packed interleaved.
   const bool a_rows = p.a_cs == 1;
+  const bool a_in_place = a_rows;
   const int64_t lda = a_rows ? round_up(kc_blk, 16) + 16 : 0;
   const int64_t a_sliver = MR * (a_rows ? lda : kc_blk);
   ThreadBuffers<T>& bufs = thread_buffers<T>();
@@ -119,9 +123,10 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
   if (!Ap || !Bp) return;  // out of memory: nothing sane left to do in a C ABI without status
   const bool direct = p.c_cs == 1;
   alignas(64) T tile[MR * NR];
-  auto kernel = [&](int64_t kc, const T* a, const T* b, T* c, int64_t rs, int mr, int nr, T alpha, T beta) {
+  auto kernel = [&](int64_t kc, const T* a, int64_t ld, const T* b, T* c, int64_t rs, int mr, int nr, T alpha,
+                    T beta) {
     if (a_rows)
-      K::template run<true>(kc, a, lda, b, c, rs, mr, nr, alpha, beta);
+      K::template run<true>(kc, a, ld, b, c, rs, mr, nr, alpha, beta);
     else
       K::template run<false>(kc, a, 0, b, c, rs, mr, nr, alpha, beta);
   };
@@ -133,6 +138,7 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
       for (int64_t s = 0; s * MR < mc; ++s) {
         const T* src = A + (ic + s * MR) * p.a_rs + pc * p.a_cs;
         const int rows = static_cast<int>(std::min<int64_t>(MR, mc - s * MR));
+        if (a_in_place && rows == MR) continue;  // read straight from A
         if (a_rows)
           pack_rows<T, MR>(src, p.a_rs, rows, kc, Ap + s * a_sliver, lda);
         else
@@ -146,14 +152,16 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
                              static_cast<int>(std::min<int64_t>(NR, nc - s * NR)), kc, Bp + s * NR * kc);
         for (int64_t ir = 0; ir < mc; ir += MR) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
-          const T* a_sl = Ap + (ir / MR) * a_sliver;
+          const bool in_place = a_in_place && mr == MR;
+          const T* a_sl = in_place ? A + (ic + ir) * p.a_rs + pc : Ap + (ir / MR) * a_sliver;
+          const int64_t ld = in_place ? p.a_rs : lda;
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
             T* cp = C + (ic + ir) * p.c_rs + (jc + jr) * p.c_cs;
             if (direct) {
-              kernel(kc, a_sl, Bp + jr * kc, cp, p.c_rs, mr, nr, p.alpha, beta);
+              kernel(kc, a_sl, ld, Bp + jr * kc, cp, p.c_rs, mr, nr, p.alpha, beta);
             } else {
-              kernel(kc, a_sl, Bp + jr * kc, tile, NR, MR, NR, T(1), T(0));
+              kernel(kc, a_sl, ld, Bp + jr * kc, tile, NR, MR, NR, T(1), T(0));
               store_tile_strided(tile, NR, cp, p.c_rs, p.c_cs, mr, nr, p.alpha, beta);
             }
           }

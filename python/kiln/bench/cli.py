@@ -26,6 +26,7 @@ def run(argv=None) -> list[dict]:
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     t_start = time.perf_counter()
+    settings.load_start = _load()
     try:
         with compile_caches(settings.cache) as cache_note:
             rows, warmups = _run_suites(settings)
@@ -102,11 +103,28 @@ def _header(settings, warmups, cache_note, wall) -> list[str]:
         "- every compiled result is checked against eager (forward output and gradients, or logits, loss and "
         "parameters after one step); a mismatch fails the cell",
         _memory_line(s),
-        f"- total wall time of this run: {wall:.0f} s",
+        f"- total wall time of this run: {wall:.0f} s; load average (1 min) at start {s.load_start}, "
+        f"at end {_load()}" + (" — other processes competed for the cores, timings are noisy"
+                               if _busy(s) else ""),
     ]
     if s.notes:
         lines += ["", "**Notes:**"] + [f"- {n}" for n in s.notes]
     return lines
+
+
+def _load() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "?"
+
+
+def _busy(s) -> bool:
+    """A load above what this run itself puts on the machine means someone else was running too."""
+    try:
+        return max(float(s.load_start), os.getloadavg()[0]) > s.threads + 0.5
+    except ValueError:
+        return False
 
 
 def _memory_line(s) -> str:

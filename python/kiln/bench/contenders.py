@@ -12,7 +12,7 @@ KILN_MODES = ("reduce-overhead", "max-autotune")
 @dataclass
 class Contender:
     name: str  # label in tables: "eager", "inductor", "kiln", "kiln:max-autotune", ...
-    backend: str | None  # None: run eagerly
+    backend: object  # None: run eagerly; a registered name, or a backend callable
     mode: str | None = None
 
     @property
@@ -23,7 +23,8 @@ class Contender:
         """A fresh compiled wrapper of `fn` (identity for eager); failures surface at the first call or here."""
         if self.backend is None:
             return fn
-        return torch.compile(fn, backend=resolve_backend(self.backend), mode=self.mode)
+        backend = self.backend if callable(self.backend) else resolve_backend(self.backend)
+        return torch.compile(fn, backend=backend, mode=self.mode)
 
 
 def parse_contenders(spec: str, *, with_autotune: bool, modes: bool) -> list[Contender]:

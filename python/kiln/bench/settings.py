@@ -44,6 +44,7 @@ class Settings:
     progress: bool = True
     notes: list[str] = field(default_factory=list)  # departures from benchmarks.md, printed in the header
     error_log: str | None = None
+    load_start: str = "?"
 
     def log_error(self, where: str, exc: BaseException):
         """Full traceback to OUT/errors.log; the table cell only gets one line."""

@@ -1,0 +1,230 @@
+// module.cpp — the kiln._C Python module: graph building, compiling, running, stats.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "kiln/driver/compiled_graph.h"
+#include "kiln/importer/aten_importer.h"
+#include "kiln/jit/jit.h"
+#include "kiln/loops/fusion.h"
+#include "kiln/passes/pipeline.h"
+#include "kiln/runtime/kiln_runtime.h"
+#include "kiln/support/error.h"
+
+namespace nb = nanobind;
+using namespace kiln;
+
+namespace {
+
+// Markers the Python walker uses for tensor arguments and symbolic ints.
+struct ValueRef {
+  ValueId id;
+};
+struct SymRef {
+  std::string expr;
+};
+
+std::vector<SymExpr> to_syms(const nb::handle& seq) {
+  std::vector<SymExpr> out;
+  for (nb::handle h : seq) {
+    if (nb::isinstance<nb::int_>(h))
+      out.emplace_back(nb::cast<int64_t>(h));
+    else if (nb::isinstance<SymRef>(h))
+      out.push_back(parse_sym_expr(nb::cast<SymRef&>(h).expr));
+    else
+      out.push_back(parse_sym_expr(nb::cast<std::string>(nb::str(h))));
+  }
+  return out;
+}
+
+AtenArg to_arg(const nb::handle& h) {
+  AtenArg a;
+  if (h.is_none()) return a;
+  if (nb::isinstance<nb::bool_>(h)) {
+    a.kind = AtenArg::Kind::Bool;
+    a.b = nb::cast<bool>(h);
+  } else if (nb::isinstance<nb::int_>(h)) {
+    a.kind = AtenArg::Kind::Int;
+    a.i = nb::cast<int64_t>(h);
+  } else if (nb::isinstance<nb::float_>(h)) {
+    a.kind = AtenArg::Kind::Float;
+    a.f = nb::cast<double>(h);
+  } else if (nb::isinstance<nb::str>(h)) {
+    a.kind = AtenArg::Kind::Str;
+    a.s = nb::cast<std::string>(h);
+  } else if (nb::isinstance<ValueRef>(h)) {
+    a.kind = AtenArg::Kind::Tensor;
+    a.tensor = nb::cast<ValueRef&>(h).id;
+  } else if (nb::isinstance<SymRef>(h)) {
+    a.kind = AtenArg::Kind::Sym;
+    a.sym = parse_sym_expr(nb::cast<SymRef&>(h).expr);
+  } else if (nb::isinstance<nb::list>(h) || nb::isinstance<nb::tuple>(h)) {
+    a.kind = AtenArg::Kind::List;
+    for (nb::handle x : h) a.list.push_back(to_arg(x));
+  } else {
+    throw UserError("kiln cannot take an argument of type " + nb::cast<std::string>(nb::str(h.type())));
+  }
+  return a;
+}
+
+DType dtype_of(const nb::handle& tensor_dtype) { return dtype_from_torch(nb::cast<std::string>(nb::str(tensor_dtype))); }
+
+// Reads a torch tensor's pointer, sizes and strides through its Python API (no libtorch ABI).
+struct TensorView {
+  std::vector<int64_t> sizes, strides;
+  TensorArg arg;
+};
+
+void read_tensor(const nb::handle& t, TensorView& v) {
+  v.sizes.clear();
+  v.strides.clear();
+  for (nb::handle s : t.attr("shape")) v.sizes.push_back(nb::cast<int64_t>(s));
+  for (nb::handle s : t.attr("stride")()) v.strides.push_back(nb::cast<int64_t>(s));
+  v.arg.data = reinterpret_cast<void*>(nb::cast<uintptr_t>(t.attr("data_ptr")()));
+  v.arg.ndim = static_cast<int64_t>(v.sizes.size());
+  v.arg.sizes = v.sizes.data();
+  v.arg.strides = v.strides.data();
+  v.arg.dtype = dtype_of(t.attr("dtype"));
+}
+
+}  // namespace
+
+NB_MODULE(_C, m) {
+  m.doc() = "kiln's C++ compiler core";
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const UserError& e) {
+      PyErr_SetString(PyExc_ValueError, (std::string("[kiln user error] ") + e.what()).c_str());
+    } catch (const InternalError& e) {
+      PyErr_SetString(PyExc_RuntimeError, (std::string("[kiln internal error] ") + e.what()).c_str());
+    }
+  });
+
+  nb::class_<ValueRef>(m, "Value").def(nb::init<ValueId>()).def_ro("id", &ValueRef::id);
+  nb::class_<SymRef>(m, "Sym").def(nb::init<std::string>()).def_ro("expr", &SymRef::expr);
+
+  nb::class_<AtenImporter>(m, "GraphBuilder")
+      .def(nb::init<>())
+      .def("add_symbol", &AtenImporter::add_symbol)
+      .def("add_input",
+           [](AtenImporter& b, nb::handle dtype, nb::handle sizes, nb::handle strides, const std::string& name) {
+             return ValueRef{b.add_input(dtype_of(dtype), to_syms(sizes), to_syms(strides), name)};
+           })
+      .def("add_call",
+           [](AtenImporter& b, const std::string& target, nb::list args, nb::list results, const std::string& origin) {
+             std::vector<AtenArg> a;
+             for (nb::handle h : args) a.push_back(to_arg(h));
+             std::vector<AtenResult> r;
+             for (nb::handle h : results) {
+               nb::tuple t = nb::cast<nb::tuple>(h);
+               r.push_back({dtype_of(t[0]), to_syms(t[1]), to_syms(t[2])});
+             }
+             std::vector<ValueRef> out;
+             for (ValueId v : b.add_call(target, a, r, origin)) out.push_back({v});
+             return out;
+           })
+      .def("add_output", [](AtenImporter& b, ValueRef v, nb::handle strides) { b.add_output(v.id, to_syms(strides)); })
+      .def("text", [](const AtenImporter& b) { return print_graph(b.graph()); })
+      .def("kernels", [](const AtenImporter& b) { return describe_kernels(run_graph_pipeline(b.graph(), PipelineOptions{})); });
+
+  m.def("supports", &AtenImporter::supports);
+  m.def("supported_targets", &AtenImporter::supported_targets);
+  m.def("dtype_supported", [](nb::handle dtype) {
+    try {
+      dtype_of(dtype);
+      return true;
+    } catch (const UserError&) {
+      return false;
+    }
+  });
+
+  nb::class_<CompiledGraph>(m, "CompiledGraph")
+      .def_prop_ro("num_kernels", &CompiledGraph::num_kernels)
+      .def_prop_ro("num_inputs", [](const CompiledGraph& c) { return c.graph().inputs().size(); })
+      .def_prop_ro("num_outputs", [](const CompiledGraph& c) { return c.graph().outputs().size(); })
+      .def_prop_ro("times", [](const CompiledGraph& c) {
+        nb::dict d;
+        d["passes"] = c.times().passes;
+        d["codegen"] = c.times().codegen;
+        d["compiler"] = c.times().compiler;
+        d["total"] = c.times().total;
+        d["cache_hit"] = c.times().cache_hit;
+        return d;
+      })
+      .def("output_layout",
+           [](const CompiledGraph& c, size_t j, const std::vector<int64_t>& syms) {
+             std::vector<int64_t> sizes, strides;
+             c.output_layout(j, syms, sizes, strides);
+             return nb::make_tuple(nb::tuple(nb::cast(sizes)), nb::tuple(nb::cast(strides)));
+           })
+      .def("output_alias",
+           [](const CompiledGraph& c, size_t j, const std::vector<int64_t>& syms) -> nb::object {
+             const auto& a = c.output_alias(j);
+             if (!a) return nb::none();
+             SymBindings env;
+             for (size_t i = 0; i < c.graph().symbols.size(); ++i) env[c.graph().symbols[i]] = syms.at(i);
+             return nb::make_tuple(a->input, a->offset.eval(env));
+           })
+      .def("output_dtype", [](const CompiledGraph& c, size_t j) {
+        return std::string(dtype_name(c.graph().type(c.graph().outputs().at(j).value).dtype));
+      })
+      .def("run",
+           [](CompiledGraph& c, nb::list inputs, nb::list outputs, const std::vector<int64_t>& syms, bool check) {
+             size_t ni = nb::len(inputs), no = nb::len(outputs);
+             std::vector<void*> buffers(ni + no, nullptr);
+             std::vector<TensorView> views(ni);
+             std::vector<TensorArg> args(ni);
+             for (size_t i = 0; i < ni; ++i) {
+               read_tensor(inputs[i], views[i]);
+               args[i] = views[i].arg;
+               buffers[i] = views[i].arg.data;
+             }
+             for (size_t j = 0; j < no; ++j) {
+               nb::handle o = outputs[j];
+               buffers[ni + j] = o.is_none() ? nullptr : reinterpret_cast<void*>(nb::cast<uintptr_t>(o.attr("data_ptr")()));
+             }
+             if (check) c.check_inputs(args, syms);
+             nb::gil_scoped_release release;
+             c.run(buffers.data(), syms);
+           },
+           nb::arg("inputs"), nb::arg("outputs"), nb::arg("syms"), nb::arg("check") = true);
+
+  m.def(
+      "compile",
+      [](const AtenImporter& b, const std::string& include_dir, const std::string& lib_dir, const std::string& debug_dir,
+         const std::string& mode, bool verify, const std::vector<bool>& alias_ok) {
+        CompileOptions o{include_dir, lib_dir, debug_dir, mode, verify, alias_ok};
+        nb::gil_scoped_release release;
+        return CompiledGraph::compile(b.graph(), o);
+      },
+      nb::arg("builder"), nb::arg("include_dir"), nb::arg("lib_dir"), nb::arg("debug_dir") = "",
+      nb::arg("mode") = "default", nb::arg("verify") = false, nb::arg("alias_ok") = std::vector<bool>{});
+
+  m.def("stats", [] {
+    nb::dict d;
+    DriverStats s = driver_stats();
+    jit::JitStats j = jit::stats();
+    d["graphs_compiled"] = s.graphs_compiled;
+    d["kernels_compiled"] = s.kernels_compiled;
+    d["calls"] = s.calls;
+    d["kernels_run"] = s.kernels_run;
+    d["passes_seconds"] = s.passes_seconds;
+    d["codegen_seconds"] = s.codegen_seconds;
+    d["compiler_runs"] = j.compiles;
+    d["cache_disk_hits"] = j.disk_hits;
+    d["cache_memory_hits"] = j.memory_hits;
+    d["cache_bad_entries"] = j.bad_entries;
+    d["compiler_seconds"] = j.compile_seconds;
+    return d;
+  });
+  m.def("reset_stats", &reset_driver_stats);
+  m.def("cache_dir", &jit::cache_dir);
+  m.def("set_num_threads", &kiln_set_num_threads);
+  m.def("get_num_threads", &kiln_get_num_threads);
+  m.def("run_passes", [](const std::string& text) {
+    return print_graph(run_graph_pipeline(parse_graph(text), PipelineOptions{}));
+  });
+}

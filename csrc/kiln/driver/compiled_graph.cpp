@@ -1,0 +1,252 @@
+// compiled_graph.cpp — the compile driver (passes → plan → C++ → JIT) and the call path.
+#include "kiln/driver/compiled_graph.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "kiln/codegen/cpp_codegen.h"
+#include "kiln/loops/kernel_plan.h"
+#include "kiln/passes/pipeline.h"
+#include "kiln/runtime/kiln_runtime.h"
+#include "kiln/support/error.h"
+#include "kiln/support/hash.h"
+
+#ifndef KILN_BUILD_ID
+#define KILN_BUILD_ID "dev"
+#endif
+
+namespace kiln {
+
+namespace {
+
+std::mutex g_stats_mu;
+DriverStats g_stats;
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void write_file(const std::string& dir, const std::string& name, const std::string& text) {
+  std::filesystem::create_directories(dir);
+  std::ofstream(std::filesystem::path(dir) / name) << text;
+}
+
+// Metadata the generated library carries, so a cache hit needs no planning: the arena size and
+// the outputs returned as views of inputs.
+std::string metadata_text(const Graph& g, const KernelPlan& plan) {
+  std::ostringstream os;
+  os << "arena " << plan.arena_bytes.str() << "\n";
+  os << "kernels " << plan.kernels.size() << "\n";
+  for (size_t j = 0; j < plan.output_alias.size(); ++j) {
+    const auto& a = plan.output_alias[j];
+    if (!a) continue;
+    os << "alias " << j << " " << g.value(a->base).input << " " << a->offset.str();
+    for (const auto& s : a->strides) os << " " << s.str();
+    os << "\n";
+  }
+  return os.str();
+}
+
+std::string c_string_literal(const std::string& s) {
+  std::string r = "\"";
+  for (char c : s) {
+    if (c == '\n')
+      r += "\\n";
+    else if (c == '"' || c == '\\')
+      r += std::string("\\") + c;
+    else
+      r += c;
+  }
+  return r + "\"";
+}
+
+}  // namespace
+
+std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, const CompileOptions& opt) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto cg = std::make_shared<CompiledGraph>();
+  cg->graph_ = imported;
+  std::string imported_text = print_graph(imported);
+
+  // The key names everything that decides the code, so a warm start can skip every pass.
+  std::string alias_bits;
+  for (bool b : opt.alias_ok) alias_bits += b ? '1' : '0';
+  std::string key = sha256_hex(str_cat("kiln-graph-v1\n", KILN_BUILD_ID, "\n", opt.mode, "\n", alias_bits, "\n", imported_text));
+
+  jit::BuildRequest req;
+  req.key = key;
+  req.include_dir = opt.include_dir;
+  req.lib_dir = opt.lib_dir;
+  if (!opt.debug_dir.empty()) {
+    req.debug_dir = opt.debug_dir;
+    write_file(opt.debug_dir, "00-imported.kir", imported_text);
+  }
+
+  std::optional<jit::BuildResult> built = jit::try_load(req);
+  if (!built) {
+    auto tp = std::chrono::steady_clock::now();
+    PipelineOptions po;
+    po.verify_each = opt.verify;
+    int step = 1;
+    if (!opt.debug_dir.empty())
+      po.dump = [&](const std::string& pass, const Graph& g) {
+        char buf[16];
+        std::snprintf(buf, sizeof buf, "%02d-", step++);
+        write_file(opt.debug_dir, buf + pass + ".kir", print_graph(g));
+      };
+    Graph optimized = run_graph_pipeline(imported, po);
+    std::vector<bool> alias_ok = opt.alias_ok;
+    alias_ok.resize(optimized.outputs().size(), false);
+    KernelPlan plan = plan_kernels(optimized, alias_ok);
+    cg->times_.passes = seconds_since(tp);
+    auto tc = std::chrono::steady_clock::now();
+    std::string source = generate_cpp(optimized, plan);
+    source += "\nextern \"C\" const char* kiln_metadata() { return " + c_string_literal(metadata_text(optimized, plan)) + "; }\n";
+    cg->times_.codegen = seconds_since(tc);
+    if (!opt.debug_dir.empty()) {
+      write_file(opt.debug_dir, "90-kernels.txt", describe_plan(optimized, plan));
+      write_file(opt.debug_dir, "91-generated.cpp", source);
+    }
+    req.sources = {source};
+    built = jit::build_or_load(req);
+    cg->times_.compiler = built->compile_seconds;
+  }
+  cg->times_.cache_hit = built->cache_hit;
+  cg->library_ = built->library;
+  cg->entry_ = reinterpret_cast<int (*)(void* const*, const int64_t*, char*)>(cg->library_->symbol("kiln_entry"));
+  auto meta_fn = reinterpret_cast<const char* (*)()>(cg->library_->symbol("kiln_metadata"));
+
+  // Parse the metadata back (the same text whether just built or loaded from the cache).
+  cg->aliases_.assign(imported.outputs().size(), std::nullopt);
+  std::istringstream meta(meta_fn());
+  std::string line;
+  while (std::getline(meta, line)) {
+    std::istringstream ls(line);
+    std::string kind;
+    ls >> kind;
+    if (kind == "arena") {
+      std::string e;
+      ls >> e;
+      cg->arena_bytes_ = parse_sym_expr(e);
+    } else if (kind == "kernels") {
+      ls >> cg->num_kernels_;
+    } else if (kind == "alias") {
+      size_t j;
+      OutputAlias a;
+      std::string off, st;
+      ls >> j >> a.input >> off;
+      a.offset = parse_sym_expr(off);
+      while (ls >> st) a.strides.push_back(parse_sym_expr(st));
+      KILN_CHECK(j < cg->aliases_.size(), "bad alias metadata");
+      cg->aliases_[j] = a;
+    }
+  }
+  cg->times_.total = seconds_since(t0);
+  {
+    std::lock_guard<std::mutex> lock(g_stats_mu);
+    g_stats.graphs_compiled += 1;
+    g_stats.kernels_compiled += static_cast<int64_t>(cg->num_kernels_);
+    g_stats.passes_seconds += cg->times_.passes;
+    g_stats.codegen_seconds += cg->times_.codegen;
+  }
+  return cg;
+}
+
+void CompiledGraph::output_layout(size_t j, const std::vector<int64_t>& syms, std::vector<int64_t>& sizes,
+                                  std::vector<int64_t>& strides) const {
+  SymBindings env;
+  for (size_t i = 0; i < graph_.symbols.size(); ++i) env[graph_.symbols[i]] = syms.at(i);
+  const GraphOutput& o = graph_.outputs().at(j);
+  sizes.clear();
+  strides.clear();
+  for (const auto& s : graph_.type(o.value).sizes) sizes.push_back(s.eval(env));
+  const auto& alias = aliases_.at(j);
+  for (const auto& s : alias ? alias->strides : o.strides) strides.push_back(s.eval(env));
+}
+
+void CompiledGraph::check_inputs(const std::vector<TensorArg>& inputs, const std::vector<int64_t>& syms) const {
+  KILN_USER_CHECK(inputs.size() == graph_.inputs().size(), "kiln: expected ", graph_.inputs().size(),
+                  " tensor inputs, got ", inputs.size());
+  SymBindings env;
+  for (size_t i = 0; i < graph_.symbols.size(); ++i) env[graph_.symbols[i]] = syms.at(i);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const GraphInput& gi = graph_.inputs()[i];
+    const TensorType& t = graph_.type(gi.value);
+    const TensorArg& a = inputs[i];
+    KILN_USER_CHECK(a.dtype == t.dtype, "input ", i, " has dtype ", dtype_name(a.dtype), ", compiled for ", dtype_name(t.dtype));
+    KILN_USER_CHECK(a.ndim == t.rank(), "input ", i, " has rank ", a.ndim, ", compiled for ", t.rank());
+    for (int64_t d = 0; d < a.ndim; ++d) {
+      int64_t want = t.sizes[static_cast<size_t>(d)].eval(env);
+      KILN_USER_CHECK(a.sizes[d] == want, "input ", i, " has size ", a.sizes[d], " in dim ", d, ", compiled for ", want);
+      // A stride only matters where the dim has more than one element.
+      if (want > 1) {
+        int64_t ws = gi.strides[static_cast<size_t>(d)].eval(env);
+        KILN_USER_CHECK(a.strides[d] == ws, "input ", i, " has stride ", a.strides[d], " in dim ", d,
+                        ", but the code was compiled for stride ", ws);
+      }
+    }
+  }
+}
+
+CompiledGraph::Arena CompiledGraph::acquire_arena(int64_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(arenas_mu_);
+    for (size_t i = 0; i < free_arenas_.size(); ++i) {
+      if (free_arenas_[i].bytes >= bytes) {
+        Arena a = free_arenas_[i];
+        free_arenas_.erase(free_arenas_.begin() + static_cast<long>(i));
+        return a;
+      }
+    }
+  }
+  Arena a;
+  a.bytes = std::max<int64_t>(bytes, 64);
+  a.data = static_cast<char*>(std::aligned_alloc(64, static_cast<size_t>((a.bytes + 63) / 64 * 64)));
+  KILN_USER_CHECK(a.data != nullptr, "kiln: out of memory allocating a ", a.bytes, "-byte arena");
+  return a;
+}
+
+void CompiledGraph::release_arena(Arena a) {
+  std::lock_guard<std::mutex> lock(arenas_mu_);
+  // Keep one arena per concurrent caller; drop smaller ones that a larger call outgrew.
+  free_arenas_.push_back(a);
+}
+
+CompiledGraph::~CompiledGraph() {
+  for (auto& a : free_arenas_) std::free(a.data);
+}
+
+void CompiledGraph::run(void* const* buffers, const std::vector<int64_t>& syms) {
+  int64_t bytes = 0;
+  if (arena_bytes_.is_const()) {
+    bytes = arena_bytes_.const_value();
+  } else {
+    SymBindings env;
+    for (size_t i = 0; i < graph_.symbols.size(); ++i) env[graph_.symbols[i]] = syms.at(i);
+    bytes = arena_bytes_.eval(env);
+  }
+  Arena a = acquire_arena(bytes);
+  int rc = entry_(buffers, syms.data(), a.data);
+  release_arena(a);
+  {
+    std::lock_guard<std::mutex> lock(g_stats_mu);
+    g_stats.calls += 1;
+    g_stats.kernels_run += static_cast<int64_t>(num_kernels_);
+  }
+  if (rc != 0) throw UserError(str_cat("kiln kernel failed: ", kiln_last_error()));
+}
+
+DriverStats driver_stats() {
+  std::lock_guard<std::mutex> lock(g_stats_mu);
+  return g_stats;
+}
+void reset_driver_stats() {
+  std::lock_guard<std::mutex> lock(g_stats_mu);
+  g_stats = DriverStats{};
+}
+
+}  // namespace kiln

@@ -1,0 +1,95 @@
+// compiled_graph.h — from an imported graph to a loaded native executable, and running it.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kiln/ir/graph.h"
+#include "kiln/jit/jit.h"
+
+namespace kiln {
+
+struct CompileOptions {
+  std::string include_dir;     // kiln runtime headers (…/include)
+  std::string lib_dir;         // libkiln_runtime.so
+  std::string debug_dir;       // KILN_DEBUG_DIR/<graph>: every stage written here when set
+  std::string mode = "default";
+  bool verify = false;         // verify the IR after every pass
+  std::vector<bool> alias_ok;  // per output: may be returned as a view of an input
+};
+
+struct OutputAlias {
+  int32_t input = -1;  // graph input it views
+  SymExpr offset;
+  std::vector<SymExpr> strides;
+};
+
+struct TensorArg {
+  void* data = nullptr;
+  int64_t ndim = 0;
+  const int64_t* sizes = nullptr;
+  const int64_t* strides = nullptr;  // in elements
+  DType dtype = DType::F32;
+};
+
+struct CompileTimes {
+  double passes = 0, codegen = 0, compiler = 0, total = 0;
+  bool cache_hit = false;
+};
+
+class CompiledGraph {
+ public:
+  static std::shared_ptr<CompiledGraph> compile(const Graph& imported, const CompileOptions& options);
+
+  const Graph& graph() const { return graph_; }
+  const std::optional<OutputAlias>& output_alias(size_t j) const { return aliases_.at(j); }
+  const CompileTimes& times() const { return times_; }
+  size_t num_kernels() const { return num_kernels_; }
+  const std::string& plan_summary() const { return plan_summary_; }
+
+  // Sizes and strides of output j for these symbol values.
+  void output_layout(size_t j, const std::vector<int64_t>& syms, std::vector<int64_t>& sizes,
+                     std::vector<int64_t>& strides) const;
+  // Checks inputs against what the code was compiled for; throws UserError naming the mismatch.
+  void check_inputs(const std::vector<TensorArg>& inputs, const std::vector<int64_t>& syms) const;
+  // Runs the entry function. buffers = graph inputs then outputs. Safe to call from several threads.
+  void run(void* const* buffers, const std::vector<int64_t>& syms);
+
+ private:
+  Graph graph_;
+  std::shared_ptr<jit::Library> library_;
+  int (*entry_)(void* const*, const int64_t*, char*) = nullptr;
+  SymExpr arena_bytes_;
+  std::vector<std::optional<OutputAlias>> aliases_;
+  CompileTimes times_;
+  size_t num_kernels_ = 0;
+  std::string plan_summary_;
+
+  struct Arena {
+    char* data = nullptr;
+    int64_t bytes = 0;
+  };
+  std::mutex arenas_mu_;
+  std::vector<Arena> free_arenas_;
+  Arena acquire_arena(int64_t bytes);
+  void release_arena(Arena a);
+
+ public:
+  ~CompiledGraph();
+};
+
+// Process-wide counters for kiln.stats().
+struct DriverStats {
+  int64_t graphs_compiled = 0;
+  int64_t kernels_compiled = 0;
+  int64_t calls = 0;
+  int64_t kernels_run = 0;
+  double passes_seconds = 0, codegen_seconds = 0;
+};
+DriverStats driver_stats();
+void reset_driver_stats();
+
+}  // namespace kiln

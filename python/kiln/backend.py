@@ -1,0 +1,154 @@
+"""The `kiln` torch.compile backend: AOTAutograd in front, kiln's C++ compiler behind."""
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import operator
+
+import torch
+from torch._dynamo.backends.common import aot_autograd
+from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
+from torch.fx.passes.operator_support import OperatorSupportBase
+
+from kiln import _C, api
+from kiln.decompositions import decomposition_table
+from kiln.importer import IGNORED_TARGETS, is_symint_node, meta_val, target_name
+from kiln.log import log_once, logger
+from kiln.options import Options
+from kiln.runner import compile_graph
+
+_graph_ids = itertools.count()
+
+
+def _tensor_dtypes_ok(node) -> bool:
+    vals = [meta_val(node)] + [meta_val(a) for a in node.all_input_nodes]
+    for v in vals:
+        for t in (v if isinstance(v, (list, tuple)) else [v]):
+            if isinstance(t, torch.Tensor) and (t.device.type != "cpu" or not _C.dtype_supported(t.dtype)):
+                return False
+    return True
+
+
+def unsupported_reason(node) -> str | None:
+    """None if kiln compiles this node, else a short reason (the op name)."""
+    if node.op != "call_function":
+        return None
+    if node.target is operator.getitem or is_symint_node(node):
+        return None
+    if not isinstance(node.target, torch._ops.OpOverload):
+        return target_name(node)
+    name = target_name(node)
+    if name in IGNORED_TARGETS:
+        return None
+    if not _C.supports(name):
+        return name
+    if not _tensor_dtypes_ok(node):
+        return f"{name} (dtype)"
+    return None
+
+
+class _Support(OperatorSupportBase):
+    def is_node_supported(self, submodules, node) -> bool:
+        if node.op != "call_function" or is_symint_node(node) or target_name(node) in IGNORED_TARGETS:
+            return False  # size arithmetic stays with the caller of the islands
+        return unsupported_reason(node) is None
+
+
+def _boxed(fn):
+    def call(args):
+        out = fn(*args)
+        args.clear()  # let AOTAutograd's inputs die early
+        return out
+
+    call._boxed_call = True
+    return call
+
+
+def compile_aten_graph(gm: torch.fx.GraphModule, example_inputs, *, opts: Options, kind: str):
+    """AOTAutograd's forward / backward / inference compiler."""
+    if opts.threads:
+        _C.set_num_threads(opts.threads)
+    else:
+        _C.set_num_threads(torch.get_num_threads())
+    name = f"graph{next(_graph_ids)}_{kind}"
+    reasons = {}
+    for n in gm.graph.nodes:
+        r = unsupported_reason(n)
+        if r is not None:
+            reasons.setdefault(r, n)
+    if not reasons:
+        runner = compile_graph(gm, opts, name)
+        if runner is not None:
+            return _boxed(runner)
+        return _boxed(gm.forward)
+
+    for r in reasons:
+        api.fallback_ops[r] += 1
+        log_once(f"fallback:{r}", f"kiln: {r} is not supported; it runs eagerly")
+    if opts.fallback == "error":
+        raise ValueError(f"[kiln user error] unsupported ops (fallback='error'): {sorted(reasons)}")
+
+    partitioner = CapabilityBasedPartitioner(gm, _Support(), allows_single_node_partition=True)
+    fused = partitioner.fuse_partitions(partitioner.propose_partitions())
+    islands = 0
+    for child_name, child in list(fused.named_children()):
+        if not child_name.startswith("fused_"):
+            continue
+        runner = compile_graph(child, opts, f"{name}_{child_name}")
+        if runner is not None:
+            setattr(fused, child_name, _Island(runner))
+            islands += 1
+    api.count("eager_islands", sum(1 for n in fused.graph.nodes if n.op == "call_function" and
+                                   unsupported_reason(n) is not None))
+    logger.info("%s: %d kiln partitions, eager ops: %s", name, islands, sorted(reasons))
+    fused.recompile()
+    return _boxed(fused.forward)
+
+
+class _Island(torch.nn.Module):
+    """A kiln-compiled partition inside a graph that also has eager ops."""
+
+    def __init__(self, runner):
+        super().__init__()
+        self.runner = runner
+
+    def forward(self, *args):
+        out = self.runner(*args)
+        return out[0] if len(out) == 1 and self.runner.imp.single_output else tuple(out)
+
+
+def kiln_backend(gm: torch.fx.GraphModule, example_inputs, *, mode: str | None = None, options: dict | None = None,
+                 **kwargs):
+    """Entry point for torch.compile(..., backend="kiln")."""
+    if options and "mode" in options and mode is None:
+        mode = options["mode"]
+        options = {k: v for k, v in options.items() if k != "mode"}
+    opts = Options.from_args(mode, options)
+    if opts.cache_dir:
+        import os
+
+        os.environ["KILN_CACHE_DIR"] = opts.cache_dir
+    from functorch.compile import min_cut_rematerialization_partition
+
+    return aot_autograd(
+        fw_compiler=functools.partial(compile_aten_graph, opts=opts, kind="forward"),
+        bw_compiler=functools.partial(compile_aten_graph, opts=opts, kind="backward"),
+        inference_compiler=functools.partial(compile_aten_graph, opts=opts, kind="inference"),
+        decompositions=decomposition_table(),
+        partition_fn=min_cut_rematerialization_partition,
+        keep_inference_input_mutations=False,
+    )(gm, example_inputs)
+
+
+def _register() -> None:
+    from torch._dynamo import list_backends, register_backend
+
+    if "kiln" not in list_backends(exclude_tags=()):
+        register_backend(compiler_fn=kiln_backend, name="kiln")
+
+
+try:
+    _register()
+except Exception:  # registration through the entry point works without it
+    logging.getLogger("kiln").debug("kiln: in-code registration skipped", exc_info=True)

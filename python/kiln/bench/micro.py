@@ -1,0 +1,175 @@
+"""Micro-benchmarks (benchmarks.md §3): GEMM, pointwise, reduction, per-call overhead, cold/warm compile."""
+
+import time
+
+import torch
+
+from . import compile_time, peak
+from .contenders import Contender, short_reason
+from .timing import measure
+
+# (label, M, K, N): square sizes, then the suite's skinny shapes.
+GEMM_SHAPES = [(f"square {n}", n, n, n) for n in (256, 512, 1024, 2048)] + [
+    ("LM seed qkv/out proj", 1152, 192, 192),  # batch 6 x seq 192 tokens
+    ("LM seed ffn up", 1152, 192, 768),
+    ("LM seed ffn down", 1152, 768, 192),
+    ("LM seed lm_head", 1152, 192, 1000),
+    ("attn S=1024 D=64 QK^T", 1024, 64, 1024),
+    ("attn S=1024 D=64 PV", 1024, 1024, 64),
+]
+POINTWISE_N = 64 << 20  # 64M floats
+REDUCTION_SHAPE = (8192, 8192)  # 64M floats, summed over each row
+OVERHEAD_CALLS = 2000
+
+
+def _compiled(contender, fn):
+    torch._dynamo.reset()
+    return contender.compile(fn)
+
+
+def null_contender() -> Contender:
+    """What every aot_autograd backend pays: Dynamo + AOTAutograd with a pass-through compiler."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    def passthrough(gm, _example_inputs):
+        return make_boxed_func(gm.forward)
+
+    return Contender("null", aot_autograd(fw_compiler=passthrough, bw_compiler=passthrough))
+
+
+def _time(settings, fn, *args):
+    with torch.no_grad():
+        fn(*args)  # first call: compilation, not timed
+        return measure(lambda: fn(*args), warmup=settings.warmup, min_iters=settings.min_iters,
+                       min_seconds=min(settings.min_seconds, 1.0))
+
+
+def gemm(settings, progress) -> list[dict]:
+    rows = []
+    for label, M, K, N in GEMM_SHAPES:
+        gen = torch.Generator().manual_seed(0)
+        a, b = torch.randn(M, K, generator=gen), torch.randn(K, N, generator=gen)
+        for c in settings.contenders:
+            row = {"suite": "micro", "bench": "gemm", "shape": label, "M": M, "K": K, "N": N,
+                   "contender": c.name, "error": ""}
+            with progress.task(f"gemm {label} {c.name}"):
+                try:
+                    st = _time(settings, _compiled(c, lambda x, y: torch.mm(x, y)), a, b)
+                    row.update(median_ms=st.median_ms, gflops=2 * M * K * N / st.median_ms / 1e6)
+                except Exception as exc:
+                    row["error"] = short_reason(exc)
+                    settings.log_error(f"gemm {label} {c.name}", exc)
+            rows.append(row)
+    return rows
+
+
+def _into(a, b, c, o):
+    """The kernel alone: a * b + c written into a buffer reused across calls."""
+    return o.copy_(a * b + c)
+
+
+def pointwise(settings, progress) -> list[dict]:
+    n = POINTWISE_N
+    a, b, c, o, t = (torch.rand(n) for _ in range(5))
+    nbytes = 16 * n  # read a, b, c; write the result
+    rows = []
+
+    def add(kind, name, fn, *args):
+        row = {"suite": "micro", "bench": "pointwise", "kind": kind, "contender": name, "error": ""}
+        try:
+            st = _time(settings, fn, *args)
+            row.update(median_ms=st.median_ms, gbps=nbytes / st.median_ms / 1e6)
+        except Exception as exc:
+            row["error"] = short_reason(exc)
+            settings.log_error(f"pointwise {kind} {name}", exc)
+        rows.append(row)
+
+    for cont in settings.contenders:
+        with progress.task(f"pointwise {cont.name}"):
+            if cont.compiled:
+                add("kernel", cont.name, _compiled(cont, _into), a, b, c, o)
+            else:
+                # eager runs a*b+c as two kernels; addcmul is its best single kernel.
+                add("kernel", "eager", lambda: torch.add(torch.mul(a, b, out=t), c, out=o))
+                add("kernel", "eager (addcmul)", lambda: torch.addcmul(c, a, b, out=o))
+            add("end to end", cont.name, _compiled(cont, lambda x, y, z: x * y + z), a, b, c)
+    return rows
+
+
+def reduction(settings, progress) -> list[dict]:
+    x = torch.rand(*REDUCTION_SHAPE)
+    o = torch.empty(REDUCTION_SHAPE[0])
+    nbytes = 4 * (x.numel() + o.numel())
+    rows = []
+    for cont in settings.contenders:
+        with progress.task(f"reduction {cont.name}"):
+            for kind in ("kernel", "end to end"):
+                row = {"suite": "micro", "bench": "reduction", "kind": kind, "contender": cont.name, "error": ""}
+                try:
+                    if kind == "kernel" and not cont.compiled:
+                        st = _time(settings, lambda: torch.sum(x, 1, out=o))
+                    elif kind == "kernel":
+                        st = _time(settings, _compiled(cont, lambda y, out: out.copy_(y.sum(1))), x, o)
+                    else:
+                        st = _time(settings, _compiled(cont, lambda y: y.sum(1)), x)
+                    row.update(median_ms=st.median_ms, gbps=nbytes / st.median_ms / 1e6)
+                except Exception as exc:
+                    row["error"] = short_reason(exc)
+                    settings.log_error(f"reduction {kind} {cont.name}", exc)
+                rows.append(row)
+    return rows
+
+
+def overhead(settings, progress) -> list[dict]:
+    """Per-call cost of a one-op graph on a 1-element tensor, and the same net of the `null` backend."""
+    x = torch.ones(1)
+    rows = []
+    for cont in [settings.contenders[0], null_contender()] + [c for c in settings.contenders[1:]]:
+        row = {"suite": "micro", "bench": "overhead", "contender": cont.name, "error": ""}
+        with progress.task(f"overhead {cont.name}"):
+            try:
+                fn = _compiled(cont, lambda y: y + 1)
+                fn(x)
+                per_call = []
+                for _ in range(max(settings.min_iters, 20)):
+                    t0 = time.perf_counter()
+                    for _ in range(OVERHEAD_CALLS):
+                        fn(x)
+                    per_call.append((time.perf_counter() - t0) / OVERHEAD_CALLS * 1e6)
+                per_call.sort()
+                row["us_per_call"] = per_call[len(per_call) // 2]
+            except Exception as exc:
+                row["error"] = short_reason(exc)
+                settings.log_error(f"overhead {cont.name}", exc)
+        rows.append(row)
+    null = next((r.get("us_per_call") for r in rows if r["contender"] == "null"), None)
+    for r in rows:
+        if null is not None and r.get("us_per_call") is not None and r["contender"] not in ("eager", "null"):
+            r["net_us"] = r["us_per_call"] - null
+    torch._dynamo.reset()
+    return rows
+
+
+def limits(settings, progress) -> list[dict]:
+    with progress.task("peak FMA and triad"):
+        gflops, how_f = peak.fma_peak(settings.threads)
+        gbps, how_t = peak.triad_bandwidth(settings.threads, POINTWISE_N)
+    return [{"suite": "micro", "bench": "peak", "kind": "fma", "value": gflops, "unit": "GFLOP/s", "method": how_f},
+            {"suite": "micro", "bench": "peak", "kind": "triad", "value": gbps, "unit": "GB/s", "method": how_t}]
+
+
+def run(settings, progress) -> list[dict]:
+    rows = limits(settings, progress)
+    rows += gemm(settings, progress)
+    rows += pointwise(settings, progress)
+    rows += reduction(settings, progress)
+    rows += overhead(settings, progress)
+    rows += compile_time.run(settings, progress)
+    torch._dynamo.reset()
+    return rows
+
+
+def task_count(settings) -> int:
+    n = len(settings.contenders)
+    return 1 + len(GEMM_SHAPES) * n + 2 * n + (n + 1) + compile_time.task_count(settings)

@@ -1,0 +1,115 @@
+"""Markdown tables of the micro-benchmarks, against the machine's measured limits."""
+
+from .report import DASH, table
+
+
+def _get(rows, **match):
+    return [r for r in rows if r["suite"] == "micro" and all(r.get(k) == v for k, v in match.items())]
+
+
+def _num(v, fmt="{:.1f}"):
+    return DASH if v is None else fmt.format(v)
+
+
+def sections(rows, contenders) -> list[str]:
+    out = []
+    peaks = {r["kind"]: r for r in _get(rows, bench="peak")}
+    fma, triad = peaks.get("fma"), peaks.get("triad")
+    if peaks:
+        out += ["### Machine limits", ""]
+        for r in peaks.values():
+            out.append(f"- **{'FMA peak' if r['kind'] == 'fma' else 'triad bandwidth'}:** "
+                       f"{r['value']:.1f} {r['unit']} ({r['method']})")
+        out.append("")
+    out += _gemm(rows, contenders, fma)
+    out += _bandwidth(rows, "pointwise", "Pointwise `a * b + c`, 64M float32", triad)
+    out += _bandwidth(rows, "reduction", "Reduction `x.sum(1)`, x 8192 x 8192 float32", triad)
+    out += _overhead(rows)
+    out += _compile(rows)
+    return out
+
+
+def _gemm(rows, contenders, fma) -> list[str]:
+    gemm = _get(rows, bench="gemm")
+    if not gemm:
+        return []
+    names = [c.name for c in contenders]
+    shapes = []
+    for r in gemm:
+        if r["shape"] not in shapes:
+            shapes.append(r["shape"])
+    header = ["shape", "M x K x N"] + [f"{n} GFLOP/s" for n in names]
+    header += [f"{n} vs torch.mm" for n in names if n != "eager"]
+    body = []
+    peak = fma["value"] if fma else None
+    for s in shapes:
+        by = {r["contender"]: r for r in gemm if r["shape"] == s}
+        any_row = next(iter(by.values()))
+        line = [s, f"{any_row['M']} x {any_row['K']} x {any_row['N']}"]
+        for n in names:
+            r = by.get(n, {})
+            if r.get("error"):
+                line.append(f"{n}: {r['error']}")
+            elif r.get("gflops") is not None:
+                pct = f" ({100 * r['gflops'] / peak:.0f}%)" if peak else ""
+                line.append(f"{r['gflops']:.1f}{pct}")
+            else:
+                line.append(DASH)
+        base = by.get("eager", {}).get("gflops")
+        for n in names:
+            if n != "eager":
+                g = by.get(n, {}).get("gflops")
+                line.append(f"{g / base:.2f}x" if g and base else DASH)
+        body.append(line)
+    note = "eager is `torch.mm`; (%) is the share of the measured FMA peak"
+    return ["### GEMM", "", note, "", table(header, body), ""]
+
+
+def _bandwidth(rows, bench, title, triad) -> list[str]:
+    mine = _get(rows, bench=bench)
+    if not mine:
+        return []
+    header = ["contender", "kind", "median ms", "GB/s", "vs triad", "vs eager"]
+    base = {r["kind"]: r.get("median_ms") for r in mine if r["contender"] == "eager"}
+    body = []
+    for r in mine:
+        if r.get("error"):
+            body.append([r["contender"], r["kind"], f"{r['contender']}: {r['error']}", DASH, DASH, DASH])
+            continue
+        vs_triad = f"{100 * r['gbps'] / triad['value']:.0f}%" if triad and r.get("gbps") else DASH
+        b = base.get(r["kind"])
+        vs_eager = f"{b / r['median_ms']:.2f}x" if b and r.get("median_ms") else DASH
+        body.append([r["contender"], r["kind"], _num(r.get("median_ms"), "{:.2f}"), _num(r.get("gbps")),
+                     vs_triad, vs_eager])
+    note = ("kernel: buffers reused (output written in place); end to end: fresh outputs, page faults "
+            "included; GB/s counts every byte read and written once")
+    return [f"### {title}", "", note, "", table(header, body), ""]
+
+
+def _overhead(rows) -> list[str]:
+    mine = _get(rows, bench="overhead")
+    if not mine:
+        return []
+    header = ["contender", "µs per call", "net of null (µs)"]
+    body = [[r["contender"], f"{r['contender']}: {r['error']}" if r.get("error") else _num(r.get("us_per_call"), "{:.2f}"),
+             _num(r.get("net_us"), "{:.2f}")] for r in mine]
+    note = "one-op graph (`x + 1`) on a 1-element tensor; null = aot_autograd with a pass-through compiler"
+    return ["### Per-call overhead", "", note, "", table(header, body), ""]
+
+
+def _compile(rows) -> list[str]:
+    mine = _get(rows, bench="compile")
+    if not mine:
+        return []
+    header = ["contender", "cache", "compile (s)", "tracing, shared (s)", "backend own (s)", "backend stages"]
+    body = []
+    for r in mine:
+        if r.get("error"):
+            body.append([r["contender"], r["cache"], f"{r['contender']}: {r['error']}", DASH, DASH, DASH])
+            continue
+        body.append([r["contender"], r["cache"], _num(r.get("compile_s")), _num(r.get("tracing_s")),
+                     _num(r.get("backend_s")), r.get("stages") or DASH])
+    note = ("TransformerLM seed forward + backward, each line a fresh process; cold = empty cache dir, warm = "
+            "the cache the cold run filled; compile = first call minus a steady call; shared tracing = the null "
+            "backend's compile time")
+    return ["### Compile time", "", note, "", table(header, body), ""]

@@ -1,0 +1,95 @@
+"""Calling a compiled graph: bind symbols, allocate outputs, one native call, rebuild views."""
+from __future__ import annotations
+
+import logging
+import os
+
+import sympy
+import torch
+
+import kiln
+from kiln import _C, api
+from kiln.importer import GraphImport
+from kiln.log import log_once, logger
+from kiln.options import Options
+
+_PKG = os.path.dirname(os.path.abspath(kiln.__file__))
+INCLUDE_DIR = os.path.join(_PKG, "include")
+LIB_DIR = os.path.join(_PKG, "lib")
+
+_DTYPES = {"f32": torch.float32, "f64": torch.float64, "i64": torch.int64, "i32": torch.int32, "bool": torch.bool}
+
+
+class KilnGraph:
+    """A compiled FX graph; calling it returns what the graph's output node returns."""
+
+    def __init__(self, gm: torch.fx.GraphModule, opts: Options, name: str):
+        self.fallback = gm.forward
+        self.imp = GraphImport(gm)
+        debug_dir = os.path.join(opts.debug_dir, name) if opts.debug_dir else ""
+        self.compiled = _C.compile(self.imp.builder, INCLUDE_DIR, LIB_DIR, debug_dir, opts.mode, opts.verify,
+                                   self.imp.alias_ok)
+        t = self.compiled.times
+        api.count("compile_seconds", t["total"])
+        logger.info("compiled %s: %d kernels, %.3fs (passes %.3fs, codegen %.3fs, compiler %.3fs, cache hit %s)",
+                    name, self.compiled.num_kernels, t["total"], t["passes"], t["codegen"], t["compiler"], t["cache_hit"])
+        self.name = name
+        self.static = not self.imp.symbols
+        self.out_dtypes = [_DTYPES[self.compiled.output_dtype(j)] for j in range(len(self.imp.kiln_outputs))]
+        self._static_layouts = self._layouts([]) if self.static else None
+        self._disabled = False
+
+    def _layouts(self, syms):
+        layouts = []
+        for j in range(len(self.imp.kiln_outputs)):
+            sizes, strides = self.compiled.output_layout(j, syms)
+            layouts.append((sizes, strides, self.compiled.output_alias(j, syms)))
+        return layouts
+
+    def __call__(self, *args):
+        if self._disabled:
+            api.count("eager_calls")
+            return self.fallback(*args)
+        imp = self.imp
+        syms = [int(args[i]) if d < 0 else args[i].shape[d] for i, d in imp.symbol_sources]
+        inputs = [args[i] for i in imp.tensor_args]
+        layouts = self._static_layouts if self.static else self._layouts(syms)
+        outs = [None if alias is not None else torch.empty_strided(sizes, strides, dtype=dt)
+                for (sizes, strides, alias), dt in zip(layouts, self.out_dtypes)]
+        try:
+            self.compiled.run(inputs, outs, syms)
+        except ValueError as e:
+            # Inputs the code was not compiled for (strides of a backward input, say): stay correct.
+            log_once(f"runfail:{self.name}", f"kiln: {self.name} runs eagerly: {e}")
+            api.count("eager_calls")
+            return self.fallback(*args)
+        for j, (sizes, strides, alias) in enumerate(layouts):
+            if alias is not None:
+                base = inputs[alias[0]]
+                outs[j] = torch.as_strided(base, sizes, strides, base.storage_offset() + alias[1])
+        result = []
+        env = None
+        for kind, v in imp.outputs:
+            if kind == "kiln":
+                result.append(outs[v])
+            elif kind == "arg":
+                result.append(args[v])
+            elif kind == "const":
+                result.append(v)
+            else:  # a size expression
+                if env is None:
+                    env = {sympy.Symbol(s): val for s, val in zip(imp.symbols, syms)}
+                result.append(int(v.node.expr.xreplace(env)) if isinstance(v, torch.SymInt) else v)
+        return result
+
+
+def compile_graph(gm: torch.fx.GraphModule, opts: Options, name: str):
+    """A KilnGraph for gm, or None (with the reason logged) when kiln cannot compile it."""
+    try:
+        return KilnGraph(gm, opts, name)
+    except (ValueError, NotImplementedError) as e:
+        if opts.fallback == "error":
+            raise
+        log_once(f"compilefail:{e}", f"kiln: a graph runs eagerly: {e}", logging.WARNING)
+        api.count("graphs_failed")
+        return None

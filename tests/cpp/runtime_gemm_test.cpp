@@ -1,0 +1,244 @@
+// runtime_gemm_test.cpp — kiln_gemm_f32/f64 against a double-precision reference, every layout.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kiln/runtime/kiln_runtime.h"
+
+namespace {
+
+struct ThreadCountGuard {
+  int saved = kiln_get_num_threads();
+  ~ThreadCountGuard() { kiln_set_num_threads(saved); }
+};
+
+// How an operand of logical shape batch x rows x cols sits in memory.
+enum class Layout { RowMajor, ColMajor, Padded, Strided, BatchBroadcast, RowBroadcast, Reversed };
+
+const char* name(Layout l) {
+  switch (l) {
+    case Layout::RowMajor: return "row";
+    case Layout::ColMajor: return "col";
+    case Layout::Padded: return "padded";
+    case Layout::Strided: return "strided";
+    case Layout::BatchBroadcast: return "batch-bcast";
+    case Layout::RowBroadcast: return "row-bcast";
+    case Layout::Reversed: return "reversed";
+  }
+  return "?";
+}
+
+// A strided view over its own storage; `origin` is the element offset of (0, 0, 0).
+template <typename T>
+struct Operand {
+  int64_t batch = 0, rows = 0, cols = 0;
+  int64_t bs = 0, rs = 0, cs = 0;
+  int64_t origin = 0;
+  std::vector<T> store;
+
+  T* data() { return store.data() + origin; }
+  T& at(int64_t b, int64_t i, int64_t j) { return data()[b * bs + i * rs + j * cs]; }
+};
+
+template <typename T>
+Operand<T> make(int64_t batch, int64_t rows, int64_t cols, Layout layout, std::mt19937& rng) {
+  Operand<T> o;
+  o.batch = batch, o.rows = rows, o.cols = cols;
+  const int64_t r = std::max<int64_t>(rows, 1), c = std::max<int64_t>(cols, 1);
+  switch (layout) {
+    case Layout::RowMajor: o.rs = c, o.cs = 1, o.bs = r * c; break;
+    case Layout::ColMajor: o.rs = 1, o.cs = r, o.bs = r * c; break;
+    case Layout::Padded: o.rs = c + 5, o.cs = 1, o.bs = r * (c + 5) + 3; break;
+    case Layout::Strided: o.rs = 2 * c + 1, o.cs = 2, o.bs = r * (2 * c + 1) + 7; break;
+    case Layout::BatchBroadcast: o.rs = c, o.cs = 1, o.bs = 0; break;
+    case Layout::RowBroadcast: o.rs = 0, o.cs = 1, o.bs = c; break;
+    case Layout::Reversed: o.rs = -c, o.cs = 1, o.bs = r * c, o.origin = (r - 1) * c; break;
+  }
+  const int64_t span = (batch > 0 ? (batch - 1) * o.bs : 0) + (r - 1) * std::abs(o.rs) + (c - 1) * o.cs + 1;
+  o.store.resize(static_cast<size_t>(span + 1));
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  for (auto& x : o.store) x = static_cast<T>(dist(rng));
+  return o;
+}
+
+template <typename T>
+void call_gemm(int64_t batch, int64_t m, int64_t n, int64_t k, T alpha, Operand<T>& a, Operand<T>& b, T beta,
+               Operand<T>& c) {
+  if constexpr (std::is_same_v<T, float>)
+    kiln_gemm_f32(batch, m, n, k, alpha, a.data(), a.bs, a.rs, a.cs, b.data(), b.bs, b.rs, b.cs, beta, c.data(),
+                  c.bs, c.rs, c.cs);
+  else
+    kiln_gemm_f64(batch, m, n, k, alpha, a.data(), a.bs, a.rs, a.cs, b.data(), b.bs, b.rs, b.cs, beta, c.data(),
+                  c.bs, c.rs, c.cs);
+}
+
+// Runs one GEMM and compares every C element with a double-precision reference.
+template <typename T>
+void check(int64_t batch, int64_t m, int64_t n, int64_t k, Layout la, Layout lb, Layout lc, double alpha,
+           double beta, bool nan_c = false) {
+  std::mt19937 rng(static_cast<uint32_t>(batch * 1000003 + m * 10007 + n * 101 + k));
+  Operand<T> a = make<T>(batch, m, k, la, rng), b = make<T>(batch, k, n, lb, rng), c = make<T>(batch, m, n, lc, rng);
+  if (nan_c) std::fill(c.store.begin(), c.store.end(), std::numeric_limits<T>::quiet_NaN());
+  std::vector<double> want(static_cast<size_t>(batch * m * n));
+  for (int64_t bi = 0; bi < batch; ++bi)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (int64_t p = 0; p < k; ++p) s += double(a.at(bi, i, p)) * double(b.at(bi, p, j));
+        const double old = beta == 0 ? 0.0 : beta * double(c.at(bi, i, j));
+        want[static_cast<size_t>((bi * m + i) * n + j)] = alpha * s + old;
+      }
+  call_gemm<T>(batch, m, n, k, T(alpha), a, b, T(beta), c);
+  const double eps = std::is_same_v<T, float> ? 1e-6 : 1e-14;
+  const double tol = 4 * eps * (double(k) + 2) * (std::abs(alpha) + std::abs(beta) + 1);
+  for (int64_t bi = 0; bi < batch; ++bi)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        const double got = c.at(bi, i, j), w = want[static_cast<size_t>((bi * m + i) * n + j)];
+        ASSERT_NEAR(got, w, tol) << "batch " << batch << " m " << m << " n " << n << " k " << k << " A " << name(la)
+                                 << " B " << name(lb) << " C " << name(lc) << " alpha " << alpha << " beta " << beta
+                                 << " at (" << bi << "," << i << "," << j << ")";
+      }
+}
+
+const Layout kAllInputs[] = {Layout::RowMajor, Layout::ColMajor, Layout::Padded, Layout::Strided, Layout::Reversed};
+const Layout kAllOutputs[] = {Layout::RowMajor, Layout::ColMajor, Layout::Padded, Layout::Strided};
+
+TEST(RuntimeGemm, OddSizesEveryLayoutF32) {
+  const int64_t sizes[] = {1, 3, 12, 17, 33};
+  for (int64_t m : sizes)
+    for (int64_t n : sizes)
+      for (int64_t k : {1, 5, 17})
+        for (Layout la : kAllInputs)
+          for (Layout lb : kAllInputs) check<float>(1, m, n, k, la, lb, Layout::RowMajor, 1.0, 0.0);
+}
+
+TEST(RuntimeGemm, OutputLayoutsAlphaBetaF32) {
+  for (Layout lc : kAllOutputs)
+    for (auto [alpha, beta] : {std::pair{1.0, 0.0}, {1.0, 1.0}, {-0.5, 2.0}, {2.0, -1.0}, {0.0, 0.5}})
+      for (int64_t m : {1, 13, 40})
+        for (int64_t n : {1, 31, 50}) {
+          check<float>(2, m, n, 23, Layout::RowMajor, Layout::ColMajor, lc, alpha, beta);
+          check<float>(1, m, n, 7, Layout::ColMajor, Layout::RowMajor, lc, alpha, beta);
+        }
+}
+
+TEST(RuntimeGemm, BetaZeroNeverReadsC) {
+  for (Layout lc : kAllOutputs) {
+    check<float>(3, 29, 45, 19, Layout::RowMajor, Layout::RowMajor, lc, 1.0, 0.0, /*nan_c=*/true);
+    check<double>(3, 29, 45, 19, Layout::ColMajor, Layout::RowMajor, lc, 0.5, 0.0, /*nan_c=*/true);
+  }
+}
+
+TEST(RuntimeGemm, EmptyReduction) {
+  // k == 0: C = beta * C, and exactly zero (NaN wiped) for beta == 0.
+  check<float>(2, 7, 9, 0, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor, 1.0, 0.0, /*nan_c=*/true);
+  check<float>(2, 7, 9, 0, Layout::RowMajor, Layout::RowMajor, Layout::Strided, 1.0, 0.5);
+  check<double>(1, 5, 3, 0, Layout::RowMajor, Layout::RowMajor, Layout::ColMajor, 2.0, -3.0);
+}
+
+TEST(RuntimeGemm, EmptyOutputsTouchNothing) {
+  float a[4] = {1, 2, 3, 4}, b[4] = {1, 2, 3, 4}, c[4] = {7, 7, 7, 7};
+  kiln_gemm_f32(0, 2, 2, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1);
+  kiln_gemm_f32(1, 0, 2, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1);
+  kiln_gemm_f32(1, 2, 0, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1);
+  for (float x : c) EXPECT_EQ(x, 7.f);
+}
+
+TEST(RuntimeGemm, BatchedAndBroadcastOperands) {
+  for (Layout la : {Layout::RowMajor, Layout::BatchBroadcast, Layout::RowBroadcast, Layout::ColMajor})
+    for (Layout lb : {Layout::RowMajor, Layout::BatchBroadcast, Layout::RowBroadcast, Layout::ColMajor}) {
+      check<float>(5, 24, 40, 16, la, lb, Layout::RowMajor, 1.0, 0.0);
+      check<float>(3, 13, 7, 33, la, lb, Layout::ColMajor, 1.0, 1.0);
+    }
+  // Shared B against stacked A rows (folded into one taller GEMM) and shared A against stacked B.
+  check<float>(6, 50, 37, 29, Layout::RowMajor, Layout::BatchBroadcast, Layout::RowMajor, 1.0, 0.0);
+  check<float>(6, 37, 50, 29, Layout::BatchBroadcast, Layout::ColMajor, Layout::ColMajor, 1.0, 0.0);
+  check<double>(4, 21, 19, 11, Layout::BatchBroadcast, Layout::RowMajor, Layout::RowMajor, 1.0, 0.5);
+}
+
+TEST(RuntimeGemm, CacheBlockBoundaries) {
+  // Past the k block (several k passes accumulate), the n block and many row slivers.
+  check<float>(1, 70, 700, 900, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor, 1.0, 0.0);
+  check<float>(1, 130, 90, 1000, Layout::ColMajor, Layout::ColMajor, Layout::RowMajor, 0.75, 1.5);
+  check<float>(1, 2500, 5, 3, Layout::RowMajor, Layout::ColMajor, Layout::RowMajor, 1.0, 0.0);
+  check<double>(1, 40, 300, 500, Layout::RowMajor, Layout::ColMajor, Layout::RowMajor, 1.0, 1.0);
+}
+
+TEST(RuntimeGemm, TransformerShapesF32) {
+  // Small-k and small-n shapes of attention heads, with the transposed operands of backward passes.
+  for (Layout la : {Layout::RowMajor, Layout::ColMajor})
+    for (Layout lb : {Layout::RowMajor, Layout::ColMajor}) {
+      check<float>(3, 96, 96, 32, la, lb, Layout::RowMajor, 1.0, 0.0);
+      check<float>(3, 96, 32, 96, la, lb, Layout::RowMajor, 1.0, 0.0);
+      check<float>(1, 144, 72, 48, la, lb, Layout::RowMajor, 1.0, 1.0);
+    }
+}
+
+TEST(RuntimeGemm, OddSizesF64) {
+  for (int64_t m : {1, 5, 12, 13, 30})
+    for (int64_t n : {1, 7, 16, 17, 33})
+      for (int64_t k : {1, 4, 19})
+        for (Layout la : {Layout::RowMajor, Layout::ColMajor, Layout::Strided})
+          for (Layout lb : {Layout::RowMajor, Layout::ColMajor, Layout::Strided})
+            check<double>(2, m, n, k, la, lb, m % 2 ? Layout::RowMajor : Layout::ColMajor, 1.0, n % 2 ? 0.0 : 1.0);
+}
+
+// A batch that writes one shared C (batch stride 0) sums every product into it after scaling C once.
+TEST(RuntimeGemm, SharedOutputAccumulatesOverBatch) {
+  const int64_t batch = 4, m = 9, n = 11, k = 6;
+  std::vector<float> a(batch * m * k), b(batch * k * n), c(m * n, 2.f);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = float(i % 7) - 3;
+  for (size_t i = 0; i < b.size(); ++i) b[i] = float(i % 5) - 2;
+  kiln_gemm_f32(batch, m, n, k, 1.f, a.data(), m * k, k, 1, b.data(), k * n, n, 1, 0.5f, c.data(), 0, n, 1);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 1.0;  // 0.5 * 2
+      for (int64_t bi = 0; bi < batch; ++bi)
+        for (int64_t p = 0; p < k; ++p) s += double(a[(bi * m + i) * k + p]) * b[(bi * k + p) * n + j];
+      ASSERT_EQ(c[i * n + j], float(s));
+    }
+}
+
+// Threads split only M or N, never k: every element is computed the same way whatever the thread count.
+TEST(RuntimeGemm, ResultIndependentOfThreadCount) {
+  ThreadCountGuard guard;
+  std::mt19937 rng(7);
+  struct Shape {
+    int64_t batch, m, n, k;
+  };
+  for (Shape s : {Shape{1, 301, 257, 420}, Shape{7, 61, 45, 39}, Shape{3, 20, 500, 64}}) {
+    Operand<float> a = make<float>(s.batch, s.m, s.k, Layout::RowMajor, rng);
+    Operand<float> b = make<float>(s.batch, s.k, s.n, Layout::ColMajor, rng);
+    std::vector<std::vector<float>> results;
+    for (int threads : {1, 2, 3}) {
+      kiln_set_num_threads(threads);
+      Operand<float> c = make<float>(s.batch, s.m, s.n, Layout::RowMajor, rng);
+      std::fill(c.store.begin(), c.store.end(), 0.f);
+      call_gemm<float>(s.batch, s.m, s.n, s.k, 1.f, a, b, 0.f, c);
+      results.push_back(c.store);
+    }
+    for (size_t r = 1; r < results.size(); ++r)
+      ASSERT_EQ(0, std::memcmp(results[0].data(), results[r].data(), results[0].size() * sizeof(float)));
+  }
+}
+
+TEST(RuntimeGemm, NanAndInfPropagate) {
+  const int64_t m = 5, n = 40, k = 9;
+  std::vector<float> a(m * k, 1.f), b(k * n, 1.f), c(m * n);
+  a[2 * k + 3] = std::numeric_limits<float>::quiet_NaN();
+  b[4 * n + 33] = std::numeric_limits<float>::infinity();
+  kiln_gemm_f32(1, m, n, k, 1.f, a.data(), 0, k, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1);
+  for (int64_t j = 0; j < n; ++j) EXPECT_TRUE(std::isnan(c[2 * n + j])) << j;
+  EXPECT_TRUE(std::isinf(c[0 * n + 33]));
+  EXPECT_EQ(c[0 * n + 0], float(k));
+}
+
+}  // namespace
