@@ -120,6 +120,8 @@ Graph every_op_graph() {
 
   add(g, Op::cat, {x, y, w}, {{"dim", int64_t{0}}});
   add(g, Op::pad, {x}, {{"pads", std::vector<int64_t>{1, 2}}, {"value", 0.0}});
+  ValueId strip = add(g, Op::slice, {y}, {{"dim", int64_t{0}}, {"start", int64_t{0}}, {"length", int64_t{2}}, {"step", int64_t{2}}});
+  add(g, Op::slice_scatter, {x, strip}, {{"dim", int64_t{0}}, {"start", int64_t{0}}, {"step", int64_t{2}}});
   ValueId rows = add(g, Op::index_rows, {x, idx});
   ValueId mm = add(g, Op::matmul, {x, m});
   ValueId acc = add(g, Op::index_add_rows, {idx, rows}, {{"rows", SymExpr(4)}});

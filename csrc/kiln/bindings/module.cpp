@@ -93,6 +93,8 @@ void read_tensor(const nb::handle& t, TensorView& v) {
 
 NB_MODULE(_C, m) {
   m.doc() = "kiln's C++ compiler core";
+  // Dynamo and AOTAutograd keep compiled graphs alive until interpreter exit; that is not a leak.
+  nb::set_leak_warnings(false);
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
     try {
       std::rethrow_exception(p);

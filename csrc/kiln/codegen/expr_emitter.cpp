@@ -133,6 +133,26 @@ std::string ExprEmitter::compute(const Node& n, const std::vector<SymExpr>& coor
         }
         return r;
       }
+      if (n.op == Op::slice_scatter) {
+        // Inside the slice (and on its stride) the element comes from src, elsewhere from base.
+        size_t d = static_cast<size_t>(n.attr_int("dim"));
+        int64_t step = n.attr_int("step");
+        const SymExpr& len = g_.type(n.inputs[1]).sizes[d];
+        std::string rel = "q" + std::to_string(temps_++);
+        line(str_cat("const int64_t ", rel, " = ", idx(coords[d] - n.attr_sym("start")), ";"));
+        std::string cond = str_cat(rel, " >= 0 && ", rel, " < ", idx(len * SymExpr(step)));
+        if (step > 1) cond += str_cat(" && ", rel, " % ", step, " == 0");
+        line(str_cat(ty, " ", r, ";"));
+        open(str_cat("if (", cond, ") {"));
+        auto c = coords;
+        c[d] = step > 1 ? floordiv(SymExpr::symbol(rel), SymExpr(step)) : SymExpr::symbol(rel);
+        line(str_cat(r, " = ", value(n.inputs[1], c), ";"));
+        close();
+        open("else {");
+        line(str_cat(r, " = ", value(n.inputs[0], coords), ";"));
+        close();
+        return r;
+      }
       if (n.op == Op::pad) {
         auto pads = n.attr_syms("pads");
         const auto& in_sizes = g_.type(n.inputs[0]).sizes;

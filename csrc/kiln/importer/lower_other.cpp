@@ -135,6 +135,21 @@ std::vector<ValueId> lower_cat(LowerContext& c) {
   return {c.node(Op::cat, parts, {{"dim", d}})};
 }
 
+// slice_scatter(base, src, dim, start, end, step): base with base[start:end:step] (along dim) = src.
+std::vector<ValueId> lower_slice_scatter(LowerContext& c) {
+  DType t = c.out_dtype();
+  ValueId base = c.cast(c.tensor(0), t), src = c.cast(c.tensor(1), t);
+  int64_t d = c.wrap_dim(c.int_arg(2, 0), c.rank(base));
+  SymExpr size = c.type(base).sizes[static_cast<size_t>(d)];
+  SymExpr start(0);
+  if (c.has(3)) {
+    start = c.sym_arg(3);
+    if (start.is_const() && start.const_value() < 0) start = start + size;
+  }
+  int64_t step = c.int_arg(5, 1);
+  return {c.node(Op::slice_scatter, {base, src}, {{"dim", d}, {"start", start}, {"step", step}})};
+}
+
 std::vector<ValueId> lower_pad(LowerContext& c) {
   auto pads = c.ints_arg(1);
   for (auto p : pads)
@@ -172,6 +187,7 @@ void register_other_rules(Rules& r) {
   r["aten.scatter.value"] = lower_scatter;
   r["aten.cat.default"] = lower_cat;
   r["aten.constant_pad_nd.default"] = lower_pad;
+  r["aten.slice_scatter.default"] = lower_slice_scatter;
 }
 
 }  // namespace kiln

@@ -173,6 +173,15 @@ TensorType infer_type(Op op, const std::vector<TensorType>& in, const Attrs& att
         }
         return {in[0].dtype, s};
       }
+      if (op == Op::slice_scatter) {
+        int64_t d = check_dim(get_int(attrs, "dim", op), in[0].rank(), op);
+        KILN_CHECK(in[1].dtype == in[0].dtype && in[1].rank() == in[0].rank(), "slice_scatter: src type differs");
+        for (int64_t k = 0; k < in[0].rank(); ++k)
+          if (k != d) KILN_CHECK(in[1].sizes[static_cast<size_t>(k)] == in[0].sizes[static_cast<size_t>(k)], "slice_scatter: sizes differ");
+        KILN_CHECK(get_int(attrs, "step", op) >= 1, "slice_scatter: step must be positive");
+        get_sym(attrs, "start", op);
+        return in[0];
+      }
       if (op == Op::pad) {
         auto pads = get_syms(attrs, "pads", op);
         KILN_CHECK(pads.size() % 2 == 0 && static_cast<int64_t>(pads.size()) <= 2 * in[0].rank(), "pad: bad pads");

@@ -97,6 +97,7 @@ enum class OpKind : uint8_t {
   X(index_rows, Gather, 2, false) /* out[i.., j..] = x[idx[i..], j..] */ \
   X(cat, Gather, -1, false)       /* {dim} */      \
   X(pad, Gather, 1, false)        /* {pads,value}: constant_pad_nd */ \
+  X(slice_scatter, Gather, 2, false) /* {dim,start,step}: base with a strided slice replaced by src */ \
   /* externs */                                    \
   X(matmul, Extern, 2, false)     /* [B,M,K]x[B,K,N] or [M,K]x[K,N] */ \
   X(index_add_rows, Extern, 2, false) /* {rows}: zeros(rows, D).index_add_(0, idx, src) */

@@ -44,6 +44,7 @@ std::vector<AttrRule> rules_for(Op op) {
     case Op::as_strided: return {{"sizes", kSizes}, {"strides", kSizes}, {"offset", kSize}};
     case Op::cat: return {{"dim", kInt}};
     case Op::pad: return {{"pads", kSizes}, {"value", kScalar}};
+    case Op::slice_scatter: return {{"dim", kInt}, {"start", kSize}, {"step", kInt}};
     case Op::index_add_rows: return {{"rows", kSize}};
     default: break;
   }

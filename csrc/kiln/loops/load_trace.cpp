@@ -56,6 +56,14 @@ void trace_node_loads(const Graph& g, const std::vector<bool>& realized, const N
         }
         return;
       }
+      if (n.op == Op::slice_scatter) {
+        size_t d = static_cast<size_t>(n.attr_int("dim"));
+        trace_value(g, realized, n.inputs[0], coords, false, out);
+        auto c = coords;
+        c[d] = floordiv(c[d] - n.attr_sym("start"), SymExpr(n.attr_int("step")));
+        trace_value(g, realized, n.inputs[1], c, false, out);
+        return;
+      }
       if (n.op == Op::pad) {
         auto pads = n.attr_syms("pads");
         auto c = coords;

@@ -114,11 +114,10 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
   // are multiples of 4 KiB). The last, partial sliver of row-major A is copied into a zero-padded row
   // panel. Any other layout is packed interleaved.
   const bool a_rows = p.a_cs == 1;
-  const bool a_in_place = a_rows;
-  const int64_t lda = a_rows ? round_up(kc_blk, 16) + 16 : 0;
+  const int64_t lda = a_rows ? round_up(kc_blk, 16) + 16 : 0;  // pitch of the packed partial sliver
   const int64_t a_sliver = MR * (a_rows ? lda : kc_blk);
   ThreadBuffers<T>& bufs = thread_buffers<T>();
-  T* Ap = bufs.a.get(ceil_div(std::min(mc_blk, M), MR) * a_sliver);
+  T* Ap = bufs.a.get((a_rows ? 1 : ceil_div(std::min(mc_blk, M), MR)) * a_sliver);
   T* Bp = bufs.b.get(std::min(nc_blk, round_up(N, NR)) * kc_blk);
   if (!Ap || !Bp) return;  // out of memory: nothing sane left to do in a C ABI without status
   const bool direct = p.c_cs == 1;
@@ -138,11 +137,10 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
       for (int64_t s = 0; s * MR < mc; ++s) {
         const T* src = A + (ic + s * MR) * p.a_rs + pc * p.a_cs;
         const int rows = static_cast<int>(std::min<int64_t>(MR, mc - s * MR));
-        if (a_in_place && rows == MR) continue;  // read straight from A
-        if (a_rows)
-          pack_rows<T, MR>(src, p.a_rs, rows, kc, Ap + s * a_sliver, lda);
-        else
+        if (!a_rows)
           pack_sliver<T, MR>(src, p.a_rs, p.a_cs, rows, kc, Ap + s * a_sliver);
+        else if (rows < MR)
+          pack_rows<T, MR>(src, p.a_rs, rows, kc, Ap, lda);
       }
       const T beta = pc == 0 ? p.beta : T(1);  // later k blocks accumulate onto the first
       for (int64_t jc = n0; jc < n1; jc += nc_blk) {
@@ -152,8 +150,8 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
                              static_cast<int>(std::min<int64_t>(NR, nc - s * NR)), kc, Bp + s * NR * kc);
         for (int64_t ir = 0; ir < mc; ir += MR) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
-          const bool in_place = a_in_place && mr == MR;
-          const T* a_sl = in_place ? A + (ic + ir) * p.a_rs + pc : Ap + (ir / MR) * a_sliver;
+          const bool in_place = a_rows && mr == MR;
+          const T* a_sl = in_place ? A + (ic + ir) * p.a_rs + pc : a_rows ? Ap : Ap + (ir / MR) * a_sliver;
           const int64_t ld = in_place ? p.a_rs : lda;
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));

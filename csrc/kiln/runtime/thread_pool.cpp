@@ -33,8 +33,8 @@ namespace {
 // How long an idle worker (or a caller waiting for workers) spins before sleeping. Long enough to
 // bridge the gap between consecutive kernels of one graph, short enough not to steal a core from an
 // eager PyTorch op that runs next.
-constexpr int64_t kWorkerSpinNs = 20'000;
-constexpr int64_t kCallerSpinNs = 200'000;
+constexpr int64_t kWorkerSpinNs = 10'000;
+constexpr int64_t kCallerSpinNs = 50'000;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -140,10 +140,18 @@ class Pool {
     }
     int64_t b, e;
     chunk_bounds(job_, 0, &b, &e);
+    // Even if fn unwinds (a C++ caller's exception), the workers must be done with job_ before the
+    // next job may overwrite it.
+    struct Finish {
+      Pool* pool;
+      bool wait;
+      ~Finish() {
+        tls_in_parallel = false;
+        if (wait) pool->wait_workers();
+      }
+    } finish{this, nchunks > 1};
     tls_in_parallel = true;
     fn(ctx, b, e);
-    tls_in_parallel = false;
-    if (nchunks > 1) wait_workers();
     return true;
   }
 

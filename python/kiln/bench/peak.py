@@ -1,4 +1,4 @@
-"""The machine's limits: FMA peak (GFLOP/s) and triad bandwidth (GB/s) from a small C program built with the system C compiler.
+"""The machine's limits: FMA peak (GFLOP/s) and triad bandwidth (GB/s), measured by a small C program.
 
 Python cannot issue a tight loop of independent FMAs, so we compile one. Where no C compiler works we
 fall back to stand-ins measured with torch (a large torch.mm, torch.addcmul) and say so in the report.
