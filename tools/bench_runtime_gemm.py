@@ -136,7 +136,11 @@ def main():
         ik, it = calls_per_block(run), calls_per_block(torch_fn)
         tk, tt = [], []
         for _ in range(args.reps):
+            # The pause lets the other side's idle threads stop spinning (libgomp spins for up to
+            # milliseconds after a parallel region) so neither contender pays for the other's pool.
+            time.sleep(0.01)
             tk.append(block_seconds(run, ik))
+            time.sleep(0.01)
             tt.append(block_seconds(torch_fn, it))
         gk, gt = flops / statistics.median(tk) / 1e9, flops / statistics.median(tt) / 1e9
         best = min(tt) / min(tk)

@@ -34,7 +34,13 @@ def unsupported_reason(node) -> str | None:
     """None if kiln compiles this node, else a short reason (the op name)."""
     if node.op != "call_function":
         return None
-    if node.target is operator.getitem or is_symint_node(node):
+    if node.target is operator.getitem:
+        # Unpacking a result is supported exactly when the op that produced it is.
+        src = node.args[0]
+        if isinstance(src, torch.fx.Node) and src.op == "call_function":
+            return unsupported_reason(src)
+        return "getitem"
+    if is_symint_node(node):
         return None
     if not isinstance(node.target, torch._ops.OpOverload):
         return target_name(node)

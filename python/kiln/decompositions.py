@@ -17,6 +17,11 @@ KEEP_WHOLE = [
     aten.embedding_dense_backward,
     aten.gelu,
     aten.silu,
+    # SDPA stays whole. core ATen's math decomposition of the CPU flash-attention forward does not
+    # produce the logsumexp its (undecomposed) backward expects: gradients come out wrong (seen
+    # with torch 2.13). Until kiln lowers SDPA itself, the fused op runs eagerly, forward and backward.
+    aten.scaled_dot_product_attention,
+    aten._scaled_dot_product_flash_attention_for_cpu,
 ]
 
 

@@ -125,8 +125,10 @@ class GraphImport:
                     str(v.dtype), [_size(s) for s in v.shape], [_size(s) for s in v.stride()], p.name)
             elif isinstance(v, torch.SymInt):
                 self._env[p] = _C.Sym(sym_text(v))
-            else:
+            elif isinstance(v, (int, float, bool)) or v is None:
                 self._env[p] = v
+            else:
+                raise ValueError(f"[kiln user error] graph input {p.name} is a {type(v).__name__}, not a tensor")
         for n in gm.graph.nodes:
             if n.op == "placeholder":
                 continue

@@ -2,19 +2,14 @@
 
 import csv
 import math
-import os
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-# An editable checkout without an installed wheel: import kiln from python/.
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
-
-from kiln.bench import run  # noqa: E402
-from kiln.models import attention, make_model, make_tokens, sdpa_attention  # noqa: E402
-from kiln.models import transformer as tlm  # noqa: E402
+from kiln.bench import run
+from kiln.models import attention, make_model, make_tokens, sdpa_attention
+from kiln.models import transformer as tlm
 
 
 def _markdown_tables(text: str) -> list[list[list[str]]]:

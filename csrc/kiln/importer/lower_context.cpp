@@ -122,7 +122,6 @@ ValueId LowerContext::full(const AtenArg& a, DType t, const std::vector<SymExpr>
       if (is_floating(t)) return full(static_cast<double>(a.i), t, sizes);
       return node(Op::full, {}, {{"value", t == DType::Bool ? Attr(a.i != 0) : Attr(a.i)}, {"dtype", t}, {"sizes", sizes}});
     case AtenArg::Kind::Sym: {
-      KILN_USER_CHECK(!is_floating(t) || a.sym.is_const(), target_, ": symbolic float scalars are not supported");
       return node(Op::full, {}, {{"value", a.sym}, {"dtype", t}, {"sizes", sizes}});
     }
     default: unsupported("expected a scalar");

@@ -172,6 +172,7 @@ void register_pointwise_rules(Rules& r) {
     return {c.node(Op::minimum, {c.operand(0, t, c.out_sizes()), c.operand(1, t, c.out_sizes())})};
   };
   r["aten._to_copy.default"] = lower_to_copy;
+  r["prims.convert_element_type.default"] = lower_to_copy;
   for (const char* name : {"aten.clone.default", "aten.alias.default", "aten.detach.default",
                            "aten.lift_fresh_copy.default", "aten.copy.default"})
     r[name] = [](LowerContext& c) -> std::vector<ValueId> {

@@ -121,6 +121,19 @@ void register_reduction_rules(Rules& r) {
   r["aten.amin.default"] = simple(Op::amin, 1, 2);
   r["aten.max.default"] = simple(Op::amax, 99, 99);
   r["aten.min.default"] = simple(Op::amin, 99, 99);
+  // any/all: the max/min of the values as bools.
+  auto logical = [](Op op, size_t dims_arg, size_t keep_arg) -> LoweringRule {
+    return [=](LowerContext& c) -> std::vector<ValueId> {
+      ValueId x = c.cast(c.tensor(0), DType::Bool);
+      auto dims = reduction_dims(c, x, dims_arg);
+      return {c.cast(reduce(c, op, x, dims, c.bool_arg(keep_arg, false)), c.out_dtype())};
+    };
+  };
+  for (auto [name, op] : {std::pair{"any", Op::amax}, std::pair{"all", Op::amin}}) {
+    r[str_cat("aten.", name, ".dim")] = logical(op, 1, 2);
+    r[str_cat("aten.", name, ".dims")] = logical(op, 1, 2);
+    r[str_cat("aten.", name, ".default")] = logical(op, 99, 99);
+  }
   r["aten.mean.dim"] = mean(1, 2);
   r["aten.mean.default"] = mean(99, 99);
   r["aten.max.dim"] = with_indices(Op::amax, Op::argmax);

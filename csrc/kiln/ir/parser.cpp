@@ -3,7 +3,6 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
-#include <cstdlib>
 #include <set>
 #include <unordered_map>
 
@@ -34,7 +33,10 @@ class Parser {
     if (eat_keyword("symbols")) symbols();
     check_pending_symbols();
     expect('{');
-    while (!at_keyword("return")) node();
+    while (!at_keyword("return")) {
+      if (!at('%')) fail(p_, str_cat("expected a node ('%name = op(...) : type') or 'return', found ", found()));
+      node();
+    }
     keyword("return");
     if (!at('}')) {
       do output(); while (eat(','));
@@ -281,9 +283,9 @@ class Parser {
     std::string tok = t_.substr(b, p_ - b);
     skip();
     if (tok.find_first_of(".eE") != std::string::npos) {
-      char* end = nullptr;
-      double d = std::strtod(tok.c_str(), &end);
-      if (end != tok.c_str() + tok.size()) fail(b, str_cat("bad number '", tok, "'"));
+      double d = 0;  // from_chars, unlike strtod, ignores the process's locale
+      auto [ptr, ec] = std::from_chars(tok.data(), tok.data() + tok.size(), d);
+      if (ec != std::errc() || ptr != tok.data() + tok.size()) fail(b, str_cat("bad number '", tok, "'"));
       return d;
     }
     int64_t v = 0;

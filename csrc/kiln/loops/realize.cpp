@@ -89,7 +89,8 @@ void decide_realization(const Graph& g, const std::vector<bool>& alias_ok, Kerne
   for (size_t j = 0; j < g.outputs().size(); ++j) {
     ValueId v = g.outputs()[j].value;
     const Node* n = g.producer(v);
-    if (j < alias_ok.size() && alias_ok[j] && n && op_kind(n->op) == OpKind::View) {
+    // A view output whose views simplified away entirely is the input itself: still a view.
+    if (j < alias_ok.size() && alias_ok[j] && (!n || op_kind(n->op) == OpKind::View)) {
       auto lay = affine_layout(g, plan.realized, plan.storage, v);
       if (lay && plan.storage[static_cast<size_t>(lay->base)].kind == Storage::Kind::Input) plan.output_alias[j] = lay;
     }

@@ -25,8 +25,8 @@ Graph run_graph_pipeline(const Graph& g, const PipelineOptions& options) {
   Graph cur = g;
   for (const PassInfo* p : passes) {
     cur = p->run(cur);
+    if (options.dump) options.dump(p->name, cur);  // before verifying, so a broken graph is on disk
     if (options.verify_each) verify_after(cur, "pass '" + p->name + "'");
-    if (options.dump) options.dump(p->name, cur);
   }
   return cur;
 }

@@ -14,7 +14,7 @@ std::vector<std::string> default_pipeline();
 struct PipelineOptions {
   std::vector<std::string> passes = default_pipeline();
   bool verify_each = false;  // verify the input and the result of every pass (tests, debug builds)
-  // Called with each pass's name and its result (KILN_DEBUG_DIR writes these to disk).
+  // Called with each pass's name and its result, before it is verified (KILN_DEBUG_DIR writes these).
   std::function<void(const std::string& pass_name, const Graph&)> dump;
 };
 

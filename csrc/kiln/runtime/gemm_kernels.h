@@ -1,6 +1,7 @@
 // gemm_kernels.h — register-blocked GEMM micro-kernels: AVX-512, AVX2+FMA and portable C++.
 //
-// Every kernel has the same contract: with Ap a packed MR x kc sliver of A and Bp a packed kc x NR sliver
+// Every kernel has the same contract (a_first: this A sliver's first use, a prefetch hint): with Ap a
+// packed MR x kc sliver of A and Bp a packed kc x NR sliver
 // (Bp[k * NR + j]), it sets C[0:mr, 0:nr] = alpha * Ap.Bp + beta * C, where C has row stride rs and unit
 // column stride, mr <= MR and nr <= NR. beta == 0 never reads C (NaN-safe). The accumulators of the
 // whole MR x NR tile live in registers for the entire kc loop; each step loads NR/L vectors of B and
@@ -42,20 +43,26 @@ inline void store_tile_scalar(const T* tile, int ld, T* c, int64_t rs, int mr, i
   }
 }
 
-// Reads A(i, k) from either sliver layout; next() steps k.
+// Reads A(i, k) from either sliver layout; next() steps k, prefetch(d) asks for step k + d.
 template <typename T, int MR, bool ROWS>
 struct ASliver;
 
+// Interleaved: A(i, k) = a[k * ks + i] (ks = MR when packed, A's column stride when read in place).
+// One sequential stream the hardware prefetcher follows without help.
 template <typename T, int MR>
 struct ASliver<T, MR, false> {
   const T* p;
-  ASliver(const T* a, int64_t) : p(a) {}
+  int64_t ks;
+  ASliver(const T* a, int64_t lda) : p(a), ks(lda) {}
   T at(int i) const { return p[i]; }
-  void next() { p += MR; }
+  void next() { p += ks; }
+  void prefetch(int64_t) const {}
 };
 
-// Rows are reached as base[i / 3] + (i % 3) * lda so each broadcast is one x86 address mode
-// ([base + lda*4] or [base + lda*8]) and only ceil(MR / 3) pointers advance per step.
+// Row panel: A(i, k) = a[i * lda + k]. Rows are reached as base[i / 3] + (i % 3) * lda so each
+// broadcast is one x86 address mode ([base + lda*4] or [base + lda*8]) and only ceil(MR / 3) pointers
+// advance per step. MR short streams are too many for the hardware prefetcher to pick up quickly,
+// so the kernel prefetches each row ahead itself.
 template <typename T, int MR>
 struct ASliver<T, MR, true> {
   static constexpr int G = (MR + 2) / 3;
@@ -68,6 +75,9 @@ struct ASliver<T, MR, true> {
   void next() {
     for (int g = 0; g < G; ++g) ++base[g];
   }
+  void prefetch(int64_t ahead) const {
+    for (int i = 0; i < MR; ++i) __builtin_prefetch(&base[i / 3][(i % 3) * ld + ahead], 0, 3);
+  }
 };
 
 // Portable kernel: plain loops the compiler vectorizes over NR.
@@ -76,7 +86,7 @@ struct GenericKernel {
   static constexpr int MR = MR_, NR = NR_;
   template <bool ROWS>
   __attribute__((noinline)) static void run(int64_t kc, const T* ap, int64_t lda, const T* __restrict b, T* c,
-                                            int64_t rs, int mr, int nr, T alpha, T beta) {
+                                            int64_t rs, int mr, int nr, T alpha, T beta, bool a_first = false) {
     ASliver<T, MR, ROWS> a(ap, lda);
     T acc[MR][NR] = {};
     for (int64_t k = 0; k < kc; ++k, a.next(), b += NR)
@@ -137,7 +147,7 @@ struct Avx512Kernel {
 
   template <bool ROWS>
   __attribute__((noinline)) static void run(int64_t kc, const T* ap, int64_t lda, const T* __restrict b, T* c,
-                                            int64_t rs, int mr, int nr, T alpha, T beta) {
+                                            int64_t rs, int mr, int nr, T alpha, T beta, bool a_first = false) {
     ASliver<T, MR, ROWS> a(ap, lda);
     V acc0[MR], acc1[MR];
 #pragma GCC unroll 16
@@ -147,16 +157,23 @@ struct Avx512Kernel {
       _mm_prefetch(reinterpret_cast<const char*>(c + i * rs), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(c + i * rs + nr - 1), _MM_HINT_T0);
     }
-    for (int64_t k = 0; k < kc; ++k) {
-      const V b0 = X::load(b), b1 = X::load(b + L);
+    // Steps of one cache line of a row-panel A sliver. On the sliver's first use (a_first), each block
+    // prefetches the rows 4 lines ahead; later uses find it in L1, where prefetches only cost loads.
+    constexpr int64_t kStep = 64 / sizeof(T);
+    for (int64_t k0 = 0; k0 < kc; k0 += kStep) {
+      if (a_first) a.prefetch(4 * kStep);
+      const int64_t kn = kc - k0 < kStep ? kc - k0 : kStep;
+      for (int64_t k = 0; k < kn; ++k) {
+        const V b0 = X::load(b), b1 = X::load(b + L);
 #pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const V ai = X::set1(a.at(i));
-        acc0[i] = X::fma(ai, b0, acc0[i]);
-        acc1[i] = X::fma(ai, b1, acc1[i]);
+        for (int i = 0; i < MR; ++i) {
+          const V ai = X::set1(a.at(i));
+          acc0[i] = X::fma(ai, b0, acc0[i]);
+          acc1[i] = X::fma(ai, b1, acc1[i]);
+        }
+        a.next();
+        b += NR;
       }
-      a.next();
-      b += NR;
     }
     const V va = X::set1(alpha);
     const typename X::Mask m0 = X::mask(nr), m1 = X::mask(nr - L);
@@ -223,7 +240,7 @@ struct Avx2Kernel {
 
   template <bool ROWS>
   __attribute__((noinline)) static void run(int64_t kc, const T* ap, int64_t lda, const T* __restrict b, T* c,
-                                            int64_t rs, int mr, int nr, T alpha, T beta) {
+                                            int64_t rs, int mr, int nr, T alpha, T beta, bool a_first = false) {
     ASliver<T, MR, ROWS> a(ap, lda);
     V acc0[MR], acc1[MR];
 #pragma GCC unroll 16

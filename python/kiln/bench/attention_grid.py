@@ -47,7 +47,7 @@ class AttentionCell:
         return [t.grad for t in self.inputs]
 
     def run_for_memory(self):
-        """What the memory child measures: compile, first call, and the warm-up iterations."""
+        """What the memory child measures: compile, first call, then `warmup` more iterations."""
         self.compile()
         self.prepare_backward().backward()
         for _ in range(self.warmup):
@@ -121,8 +121,7 @@ def run_cell(spec: dict, contender, settings, ref: dict) -> dict:
 
 
 def measure_memory(spec: dict, contender, settings) -> dict:
-    child_spec = dict(spec, contender=contender.name, threads=settings.threads, warmup=settings.warmup)
-    result = measure_in_subprocess(child_spec)
+    result = measure_in_subprocess(dict(spec, contender=contender.name, threads=settings.threads))
     if "error" in result:
         return {"peak_error": result["error"]}
     return {"peak_mb": result["peak_mb"]}
@@ -141,6 +140,7 @@ def run(settings, progress) -> list[dict]:
                 with progress.task(label + " memory"):
                     if not row["error"]:
                         row.update(measure_memory(spec, contender, settings))
+            settings.record(row)
             rows.append(row)
     return rows
 

@@ -19,8 +19,9 @@ def run(argv=None) -> list[dict]:
     """Run the benchmarks as `python -m kiln.bench ARGV` would; returns every result row as a dict."""
     settings = from_args(list(argv) if argv is not None else sys.argv[1:])
     os.makedirs(settings.out, exist_ok=True)
-    if os.path.exists(settings.error_log):
-        os.remove(settings.error_log)
+    for stale in (settings.error_log, os.path.join(settings.out, "partial.jsonl")):
+        if os.path.exists(stale):
+            os.remove(stale)
     # A crash in native code (a contender's kernel) should at least say where it happened.
     faulthandler.enable()
     saved_threads = torch.get_num_threads()
@@ -134,7 +135,7 @@ def _memory_line(s) -> str:
              "none": "no attention cell"}[s.memory]
     which += " and the TransformerLM rows" if s.memory_transformer else " (not the TransformerLM rows)"
     return (f"- peak (MB): {which}, each contender in a fresh subprocess: rise of the RSS high-water mark "
-            "(VmHWM) over the RSS just before the first call, over the first call and the warm-up iterations")
+            "(VmHWM) over the RSS just before the first call, over the first call (compilation included) and one more")
 
 
 def _write(settings, rows, warmups, cache_note, wall):
@@ -165,7 +166,15 @@ def _write(settings, rows, warmups, cache_note, wall):
     text = "\n".join(md) + "\n"
     report.write_markdown(os.path.join(s.out, "results.md"), text)
     report.write_csv(os.path.join(s.out, "results.csv"), rows)
-    written = plots.write_all(rows, s.contenders, s.out) if s.plots else []
+    written = []
+    if s.plots:
+        try:
+            written = plots.write_all(rows, s.contenders, s.out)
+        except Exception as exc:  # a plot is never worth losing the tables for
+            print(f"plots failed: {short_reason(exc)}")
+    partial = os.path.join(s.out, "partial.jsonl")
+    if os.path.exists(partial):  # everything is in results.csv now
+        os.remove(partial)
     print(text)
     files = ["results.md", "results.csv"] + [os.path.basename(p) for p in written]
     if s.plots and not plots.available():

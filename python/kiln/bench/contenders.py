@@ -86,7 +86,7 @@ def warm_up_process(contender: Contender) -> float:
     return seconds
 
 
-def short_reason(exc: BaseException, limit: int = 90) -> str:
+def short_reason(exc: BaseException, limit: int = 72) -> str:
     """One line naming the innermost cause: Dynamo wraps backend errors in a multi-line message."""
     seen = set()
     while id(exc) not in seen:

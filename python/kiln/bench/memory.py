@@ -17,6 +17,9 @@ import subprocess
 import sys
 
 CHILD_TIMEOUT_S = 900
+# Iterations after the first call: the peak comes with the first call (compilation, arenas, caches);
+# one more shows anything that grows on the second. More would only cost time on the largest cells.
+REPEATS = 1
 
 
 def _status_kb(key: str) -> int | None:
@@ -52,7 +55,7 @@ def reset_high_water() -> bool:
 
 def measure_in_subprocess(spec: dict, env: dict | None = None) -> dict:
     """Run `spec` (a workload description) in a fresh interpreter; returns {"peak_mb": ...} or {"error": ...}."""
-    cmd = [sys.executable, "-m", "kiln.bench.memory", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "kiln.bench.memory", json.dumps(dict(spec, warmup=REPEATS))]
     child_env = dict(os.environ if env is None else env)
     # The child must import kiln.bench the same way we did.
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in [_package_root(), child_env.get("PYTHONPATH")] if p)
@@ -86,7 +89,7 @@ def _child(spec: dict) -> dict:
     work = Workload(spec, contender)  # builds inputs before the baseline is taken
     before = current_rss_mb()
     reset_high_water()
-    work.run_for_memory()  # first call (compilation) + warm-up iterations
+    work.run_for_memory()  # first call (compilation) + REPEATS more iterations
     peak = high_water_mb() - before
     return {"peak_mb": round(max(peak, 0.0), 1), "rss_before_mb": round(before, 1)}
 

@@ -160,12 +160,11 @@ def limits(settings, progress) -> list[dict]:
 
 
 def run(settings, progress) -> list[dict]:
-    rows = limits(settings, progress)
-    rows += gemm(settings, progress)
-    rows += pointwise(settings, progress)
-    rows += reduction(settings, progress)
-    rows += overhead(settings, progress)
-    rows += compile_time.run(settings, progress)
+    rows = []
+    for bench in (limits, gemm, pointwise, reduction, overhead, compile_time.run):
+        done = bench(settings, progress)
+        settings.record(done)
+        rows += done
     torch._dynamo.reset()
     return rows
 

@@ -137,13 +137,13 @@ def run(settings, progress) -> list[dict]:
                     with progress.task(label + " memory"):
                         if not row["error"]:
                             row.update(_memory(spec, contender, settings))
+                settings.record(row)
                 rows.append(row)
     return rows
 
 
 def _memory(spec, contender, settings) -> dict:
-    result = measure_in_subprocess(dict(spec, contender=contender.name, threads=settings.threads,
-                                        warmup=settings.warmup))
+    result = measure_in_subprocess(dict(spec, contender=contender.name, threads=settings.threads))
     return {"peak_error": result["error"]} if "error" in result else {"peak_mb": result["peak_mb"]}
 
 

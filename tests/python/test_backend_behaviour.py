@@ -1,0 +1,278 @@
+"""The kiln backend as a user meets it: modes and options, fallback to eager, dynamic shapes, the disk
+cache across processes, debug dumps, a corrupt cache entry, the installed package, kiln.compile."""
+import glob
+import json
+import os
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import kiln
+from conftest import StatsWatch, assert_kiln_ran, assert_same, run_compiled
+
+
+def _small(x, y):
+    return (x @ y).relu() * 2 + y.sum(0), F.softmax(x, -1)
+
+
+def _small_inputs():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(5, 5, generator=g), torch.randn(5, 5, generator=g)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(mode="default"), dict(mode="reduce-overhead"), dict(mode="max-autotune"),
+    dict(options={"mode": "max-autotune"}), dict(options={"mode": "reduce-overhead", "threads": 1}),
+    dict(options={"fallback": "eager", "verify": True}),
+], ids=["default", "reduce-overhead", "max-autotune", "options-max-autotune", "options-reduce-overhead-1-thread",
+        "options-fallback-verify"])
+def test_modes_and_options_accepted(kwargs):
+    x, y = _small_inputs()
+    run_compiled(_small, x, y, **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_outputs_are_fresh_on_every_call(mode):
+    # reduce-overhead reuses its memory plan across calls; outputs handed out must not be overwritten.
+    compiled = torch.compile(lambda x: (x.exp() + 1, x.sum(-1) * 3), backend="kiln", mode=mode)
+    a, b = torch.randn(4, 8), torch.randn(4, 8)
+    out_a = compiled(a)
+    keep = [t.clone() for t in out_a]
+    out_b = compiled(b)
+    for got, want in zip(out_a, keep):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert_same(out_b, (b.exp() + 1, b.sum(-1) * 3))
+    assert out_a[0].data_ptr() != out_b[0].data_ptr()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(options={"no_such_option": 1}), "no_such_option"),
+    (dict(options={"fallback": "sometimes"}), "fallback"),
+    (dict(mode="fastest"), "fastest"),
+    (dict(options={"mode": "fastest"}), "fastest"),
+])
+def test_bad_options_give_clear_errors(kwargs, match):
+    compiled = torch.compile(lambda x: x + 1, backend="kiln", **kwargs)
+    with pytest.raises(Exception, match=match):
+        compiled(torch.ones(3))
+
+
+def _partly_unsupported(x):
+    y = x * 2 + 1
+    c = torch.cumsum(y, -1)
+    s = torch.sort(y, -1).values
+    return c.exp() * 0.5, s - y.sum(-1, keepdim=True), y.amax()
+
+
+def test_unsupported_ops_fall_back_to_eager():
+    x = torch.randn(4, 6)
+    _, _, delta = run_compiled(_partly_unsupported, x, allow_fallback=True)
+    names = " ".join(delta["fallback_ops"])
+    assert "cumsum" in names and "sort" in names, delta["fallback_ops"]
+    assert delta["eager_islands"] >= 2, delta
+    assert delta["calls"] > 0, delta  # the supported parts still ran in kiln
+
+
+def test_unsupported_ops_fall_back_with_grad():
+    x = torch.randn(4, 6).requires_grad_()
+    _, _, delta = run_compiled(_partly_unsupported, x, grad=True, allow_fallback=True)
+    assert any("cumsum" in n for n in delta["fallback_ops"]), delta["fallback_ops"]
+
+
+def test_fallback_error_raises_naming_the_op():
+    compiled = torch.compile(_partly_unsupported, backend="kiln", options={"fallback": "error"})
+    with pytest.raises(Exception, match="cumsum"):
+        compiled(torch.randn(4, 6))
+
+
+def test_dynamic_compiles_once_for_two_sequence_lengths():
+    def f(x, w):
+        h = x @ w
+        return F.softmax(h, -1) * h.sum(1, keepdim=True), x.sum(1), h.amax(1)
+
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(8, 8, generator=g)
+    compiled = torch.compile(f, backend="kiln", dynamic=True)
+    with StatsWatch() as st:
+        for seq in (7, 19):
+            x = torch.randn(2, seq, 8, generator=g)
+            assert_same(compiled(x, w), f(x, w))
+    assert_kiln_ran(st.delta)
+    assert st.delta["graphs_compiled"] == 1, st.delta
+    assert st.delta["calls"] == 2, st.delta
+
+
+@pytest.mark.xfail(reason="kiln bug: mean over a dynamic dim fails to lower ('aten.mean.dim: symbolic float "
+                          "scalars are not supported') and the whole graph runs eagerly", strict=True)
+def test_dynamic_mean_over_the_dynamic_dim_runs_in_kiln():
+    compiled = torch.compile(lambda x: x.mean(1) * 2, backend="kiln", dynamic=True)
+    g = torch.Generator().manual_seed(4)
+    with StatsWatch() as st:
+        for seq in (7, 19):
+            x = torch.randn(2, seq, 8, generator=g)
+            assert_same(compiled(x), x.mean(1) * 2)
+    assert_kiln_ran(st.delta)
+    assert st.delta["graphs_compiled"] == 1, st.delta
+
+
+def _dynamic_grad_check(f, shapes, w):
+    g = torch.Generator().manual_seed(2)
+    compiled = torch.compile(f, backend="kiln", dynamic=True)
+    with StatsWatch() as st:
+        for shape in shapes:
+            x = torch.randn(*shape, generator=g).requires_grad_()
+            got = compiled(x, w)
+            want = f(x, w)
+            assert_same(got, want)
+            cot = torch.randn(got.shape, generator=g)
+            gx, gw = torch.autograd.grad(got, (x, w), cot)
+            ex, ew = torch.autograd.grad(want, (x, w), cot)
+            assert_same((gx, gw), (ex, ew), what="grad")
+    assert_kiln_ran(st.delta)
+    assert st.delta["graphs_compiled"] == 2, st.delta  # one forward, one backward
+
+
+def _attn_like(x, w):
+    return (F.softmax(x @ w, -1) * x).sum(-2)
+
+
+def test_dynamic_with_grad_compiles_forward_and_backward_once():
+    w = torch.randn(8, 8, generator=torch.Generator().manual_seed(3)).requires_grad_()
+    _dynamic_grad_check(_attn_like, [(6, 8), (11, 8)], w)
+
+
+@pytest.mark.xfail(reason="kiln bug: with two size symbols the forward graph returns the size expression "
+                          "s0*s1 for the backward, and kiln/runner.py cannot evaluate it (TypeError: Cannot "
+                          "convert symbols to int)", strict=True)
+def test_dynamic_with_grad_batched_matmul():
+    w = torch.randn(8, 8, generator=torch.Generator().manual_seed(3)).requires_grad_()
+    _dynamic_grad_check(_attn_like, [(3, 6, 8), (3, 11, 8)], w)
+
+
+# Run in this process and in a child with the same KILN_CACHE_DIR: the child must load, not compile.
+CACHED_PROGRAM = """
+import torch
+def cached_graph(x):
+    return (x * 3.25 - 1).tanh().sum(-1), x.t() @ x
+x = torch.arange(35, dtype=torch.float32).reshape(5, 7) / 10
+out = torch.compile(cached_graph, backend="kiln")(x)
+want = cached_graph(x)
+for a, b in zip(out, want):
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+"""
+
+REPORT_STATS = """
+import json, kiln
+s = kiln.stats()
+print("STATS" + json.dumps({k: s[k] for k in ("compiler_runs", "cache_disk_hits", "cache_bad_entries", "calls")}))
+"""
+
+
+def _child_stats(proc):
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("STATS")][-1]
+    return json.loads(line[len("STATS"):])
+
+
+def test_second_process_loads_from_disk_cache(run_python):
+    exec(compile(CACHED_PROGRAM, "<cached>", "exec"), {})
+    child = _child_stats(run_python(CACHED_PROGRAM + REPORT_STATS))
+    assert child["calls"] == 1, child
+    assert child["compiler_runs"] == 0, child
+    assert child["cache_disk_hits"] > 0, child
+
+
+def test_corrupt_cache_entry_is_rebuilt(run_python, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KILN_CACHE_DIR", str(cache))
+    # A graph no other test compiles, so this process's in-memory cache cannot answer for it.
+    program = CACHED_PROGRAM.replace("3.25", "3.3125")
+    exec(compile(program, "<corrupt>", "exec"), {})
+    entries = glob.glob(str(cache / "*.so"))
+    assert entries, os.listdir(cache)
+    for so in entries:
+        # Replace every entry by its first 100 bytes. Not truncated in place: this process has the
+        # file mapped, and shrinking a mapped file under it would SIGBUS us, not test kiln.
+        with open(so, "rb") as f:
+            head = f.read(100)
+        with open(so + ".part", "wb") as f:
+            f.write(head)
+        os.replace(so + ".part", so)
+    child = _child_stats(run_python(program + REPORT_STATS))
+    assert child["compiler_runs"] >= 1, child
+    assert child["cache_bad_entries"] >= 1, child
+    assert child["calls"] == 1, child
+    # The rebuilt entries are good: a third process loads them without compiling.
+    child = _child_stats(run_python(program + REPORT_STATS))
+    assert child["compiler_runs"] == 0 and child["cache_disk_hits"] > 0, child
+
+
+def test_debug_dir_gets_ir_generated_cpp_and_kernel_plan(tmp_path, monkeypatch):
+    debug = tmp_path / "debug"
+    monkeypatch.setenv("KILN_DEBUG_DIR", str(debug))
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "cache"))  # a miss: the whole pipeline runs
+
+    def f(x):
+        return (x * 0.8125 + 2.0625).cos().sum(0)
+
+    x = torch.randn(3, 7)
+    run_compiled(f, x)
+    graphs = [d for d in debug.iterdir() if d.is_dir()]
+    assert len(graphs) == 1, list(debug.iterdir())
+    files = {p.name: p for p in graphs[0].iterdir()}
+    imported = [n for n in files if n.startswith("00-") and n.endswith(".kir")]
+    assert imported, sorted(files)
+    assert "cos" in files[imported[0]].read_text()
+    cpp = [n for n in files if n.endswith(".cpp")]
+    assert cpp, sorted(files)
+    assert any("kiln_entry" in files[n].read_text() for n in cpp), sorted(files)
+    plans = [n for n in files if "kernel" in n or "plan" in n]
+    assert plans and all(files[n].stat().st_size > 0 for n in plans), sorted(files)
+
+
+def test_backend_works_without_importing_kiln(run_python):
+    p = run_python("""
+        import sys, torch
+        out = torch.compile(lambda x: x + 1, backend="kiln")(torch.ones(3))
+        assert torch.equal(out, torch.full((3,), 2.0)), out
+        print("IMPORTED", "kiln" in sys.modules)
+        import kiln
+        assert kiln.stats()["calls"] == 1, kiln.stats()
+        print("OK")
+    """)
+    assert "OK" in p.stdout
+
+
+def test_installed_package_works_from_another_directory(run_python):
+    p = run_python("""
+        import os, kiln, torch
+        assert "/work/main/python" not in os.path.abspath(kiln.__file__), kiln.__file__
+        pkg = os.path.dirname(kiln.__file__)
+        assert os.path.isdir(os.path.join(pkg, "include")), os.listdir(pkg)
+        from kiln.models import attention
+        q = torch.randn(1, 6, 4)
+        out = torch.compile(attention, backend="kiln")(q, q, q)
+        torch.testing.assert_close(out, attention(q, q, q), rtol=1e-5, atol=1e-6)
+        assert kiln.stats()["calls"] == 1
+        print("OK", kiln.__file__)
+    """, cwd="/tmp")
+    assert "OK" in p.stdout
+
+
+def test_kiln_compile_module():
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 9), torch.nn.GELU(), torch.nn.Linear(9, 3))
+    x = torch.randn(4, 6)
+    want = model(x)
+    for kwargs in (dict(), dict(mode="max-autotune", options={"threads": 1})):
+        torch._dynamo.reset()
+        compiled = kiln.compile(model, **kwargs)
+        with StatsWatch() as st:
+            got = compiled(x)
+        assert_same(got, want)
+        assert_kiln_ran(st.delta)
+        loss = compiled(x).square().sum()
+        grads = torch.autograd.grad(loss, list(model.parameters()))
+        want_grads = torch.autograd.grad(model(x).square().sum(), list(model.parameters()))
+        assert_same(grads, want_grads, what="grad")

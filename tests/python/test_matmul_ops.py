@@ -1,0 +1,131 @@
+"""Matrix products compiled by kiln: mm/bmm/addmm/baddbmm/matmul/linear/einsum, forward and gradients."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import run_compiled
+
+
+def _mms(a, b, bt, c, bias, x3, w):
+    """a (17, 65), b (65, 3), bt (3, 65) used transposed, c (65, 1), bias (3,), x3 (2, 5, 65), w (3, 65)."""
+    return (
+        a @ b, torch.mm(a, bt.t()), a.t().t() @ c, torch.addmm(bias, a, b), torch.addmm(bias, a, b, beta=0.5, alpha=-2),
+        torch.addmm(bias.unsqueeze(0).expand(17, 3), a, b, beta=0),
+        F.linear(a, w), F.linear(a, w, bias), F.linear(x3, w, bias), x3 @ b, (a.t() @ a)[:3, :5],
+        torch.matmul(a[0], b), torch.matmul(a, b[:, 0]), torch.matmul(a[0], b[:, 0]),  # 1-D operands
+        a[:1] @ b, a @ b[:, :1], b.t() @ bt.t(),
+    )
+
+
+def _shapes(dtype, requires_grad):
+    g = torch.Generator().manual_seed(0)
+
+    def r(*s):
+        return torch.randn(*s, generator=g, dtype=dtype).requires_grad_(requires_grad)
+
+    return r(17, 65), r(65, 3), r(3, 65), r(65, 1), r(3), r(2, 5, 65), r(3, 65)
+
+
+def test_mm_family_float32_forward_and_grad():
+    run_compiled(_mms, *_shapes(torch.float32, True), grad=True, rtol=1e-5, atol=5e-5)
+
+
+def test_mm_family_float64_forward_and_grad():
+    run_compiled(_mms, *_shapes(torch.float64, True), grad=True)
+
+
+def _batched(p, q, qt, m, v, bias):
+    """p (4, 17, 65), q (4, 65, 3), qt (4, 3, 65), m (65, 3), v (65,), bias (17, 3)."""
+    return (
+        torch.bmm(p, q), torch.bmm(p, qt.transpose(1, 2)), p @ m, p @ v, torch.baddbmm(bias, p, q),
+        torch.baddbmm(bias, p, q, beta=2.0, alpha=0.5),
+        p.unsqueeze(1) @ q.unsqueeze(0),  # (4, 1, 17, 65) @ (1, 4, 65, 3): batch broadcast
+        p[:1] @ q,  # batch 1 against 4
+        torch.matmul(p.transpose(0, 1)[:, :2], m),  # a non-contiguous batched operand
+        torch.einsum("bik,bkj->bij", p, q), torch.einsum("bik,kj->bij", p, m), torch.einsum("bik,bjk->bij", p, qt),
+        torch.einsum("bik,k->bi", p, v), torch.einsum("bij,bij->b", p, p), torch.einsum("bik,bkj->ij", p, q),
+        torch.einsum("...qd,...kd->...qk", p, p),
+    )
+
+
+def _batched_inputs(dtype, requires_grad):
+    g = torch.Generator().manual_seed(1)
+
+    def r(*s):
+        return torch.randn(*s, generator=g, dtype=dtype).requires_grad_(requires_grad)
+
+    return r(4, 17, 65), r(4, 65, 3), r(4, 3, 65), r(65, 3), r(65), r(17, 3)
+
+
+def test_batched_and_einsum_float32_forward_and_grad():
+    run_compiled(_batched, *_batched_inputs(torch.float32, True), grad=True, rtol=1e-5, atol=5e-5)
+
+
+def test_batched_and_einsum_float64_forward_and_grad():
+    run_compiled(_batched, *_batched_inputs(torch.float64, True), grad=True)
+
+
+def test_transposed_and_sliced_operands():
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(65, 17, generator=g).t()  # (17, 65) column-major
+    b = torch.randn(3, 65, generator=g).t()  # (65, 3) column-major
+    big = torch.randn(40, 130, generator=g)
+    sl = big[5:22, ::2]  # (17, 65), row stride 130, column stride 2
+    p = torch.randn(65, 4, 17, generator=g).permute(1, 2, 0)  # (4, 17, 65), inner stride 68
+
+    def f(a, b, sl, p):
+        return a @ b, sl @ b, a.t() @ sl, p @ b, torch.bmm(p, p.transpose(1, 2)), F.linear(sl, a)
+
+    run_compiled(f, a, b, sl, p, rtol=1e-5, atol=5e-5)
+
+
+ODD_SIZES = [(1, 1, 1), (1, 17, 3), (3, 1, 65), (65, 3, 1), (17, 65, 17), (64, 64, 65), (5, 128, 33)]
+
+
+def test_odd_sizes():
+    # Every (m, k, n) in one compiled graph: mm, addmm and a float64 mm per size.
+    g = torch.Generator().manual_seed(4)
+    args = []
+    for m, k, n in ODD_SIZES:
+        args += [torch.randn(m, k, generator=g), torch.randn(k, n, generator=g), torch.randn(n, generator=g)]
+
+    def f(*args):
+        out = []
+        for i in range(0, len(args), 3):
+            a, b, bias = args[i:i + 3]
+            out += [a @ b, torch.addmm(bias, a, b), a.double() @ b.double()]
+        return tuple(out)
+
+    run_compiled(f, *args, rtol=1e-5, atol=5e-5)
+
+
+def test_large_k_accuracy():
+    # K = 4096: compare against a float64 reference; kiln's error must be of eager's order.
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(8, 4096, generator=g)
+    b = torch.randn(4096, 5, generator=g)
+    got, eager, _ = run_compiled(lambda a, b: a @ b, a, b, rtol=1e-4, atol=1e-3)
+    ref = a.double() @ b.double()
+    kiln_err = (got.double() - ref).abs().max().item()
+    eager_err = (eager.double() - ref).abs().max().item()
+    assert kiln_err <= max(8 * eager_err, 1e-4), (kiln_err, eager_err)
+
+
+def test_zero_size_matmul():
+    a = torch.randn(3, 0)
+    b = torch.randn(0, 4)
+    c = torch.randn(0, 5)
+    bias = torch.randn(4)
+    run_compiled(lambda a, b, c, bias: (a @ b, torch.addmm(bias, a, b), c.t() @ c, b.t() @ c), a, b, c, bias)
+
+
+def test_nan_and_inf_propagate_through_mm():
+    a = torch.tensor([[1.0, float("nan")], [2.0, 3.0], [float("inf"), 1.0]])
+    b = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    bias = torch.tensor([float("nan"), 1.0])
+
+    def f(a, b, bias):
+        # beta=0 ignores the bias entirely, NaN included (eager's documented behaviour).
+        return a @ b, torch.addmm(bias, b, b), torch.addmm(bias, b, b, beta=0)
+
+    run_compiled(f, a, b, bias)
