@@ -135,14 +135,14 @@ def kiln_backend(gm: torch.fx.GraphModule, example_inputs, *, mode: str | None =
         import os
 
         os.environ["KILN_CACHE_DIR"] = opts.cache_dir
-    from functorch.compile import min_cut_rematerialization_partition
+    from kiln.partition import kiln_partition
 
     return aot_autograd(
         fw_compiler=functools.partial(compile_aten_graph, opts=opts, kind="forward"),
         bw_compiler=functools.partial(compile_aten_graph, opts=opts, kind="backward"),
         inference_compiler=functools.partial(compile_aten_graph, opts=opts, kind="inference"),
         decompositions=decomposition_table(),
-        partition_fn=min_cut_rematerialization_partition,
+        partition_fn=kiln_partition,
         keep_inference_input_mutations=False,
     )(gm, example_inputs)
 

@@ -26,7 +26,8 @@ struct Gen {
   std::vector<ValueId> stored_values() const {
     std::vector<ValueId> v;
     for (size_t i = 0; i < plan.storage.size(); ++i)
-      if (plan.storage[i].kind != Storage::Kind::None) v.push_back(static_cast<ValueId>(i));
+      if (plan.storage[i].kind != Storage::Kind::None && plan.storage[i].kind != Storage::Kind::Local)
+        v.push_back(static_cast<ValueId>(i));
     return v;
   }
 
@@ -156,6 +157,19 @@ struct Gen {
     out.push_back(str_cat("static void ", k.name, "(void* frame, int64_t begin, int64_t end) {"));
     unpack_frame(body);
     ExprEmitter e(g, plan, body, 1, temps);
+    // Scratch rows for values only this kernel reads: one row per thread, reused for every outer index.
+    int32_t kernel_index = static_cast<int32_t>(&k - plan.kernels.data());
+    for (size_t v = 0; v < plan.storage.size(); ++v) {
+      const Storage& s = plan.storage[v];
+      if (s.kind != Storage::Kind::Local || s.kernel != kernel_index) continue;
+      std::string T(dtype_c_type(g.type(static_cast<ValueId>(v)).dtype));
+      if (s.offset.is_const() && s.offset.const_value() <= 4096) {
+        e.line(str_cat("alignas(64) ", T, " v", v, "[", s.offset.const_value(), "];"));
+      } else {
+        e.line(str_cat("std::unique_ptr<", T, "[]> v", v, "_row(new ", T, "[", idx(s.offset), "]);"));
+        e.line(str_cat(T, "* __restrict__ v", v, " = v", v, "_row.get();"));
+      }
+    }
     e.open("for (int64_t o = begin; o < end; ++o) {");
     SymExpr inner(1);
     for (size_t d = k.outer.size(); d-- > 0;) {

@@ -11,9 +11,12 @@ namespace kiln {
 
 // Where a realized value's elements are.
 struct Storage {
-  enum class Kind { None, Input, Output, Arena } kind = Kind::None;
+  enum class Kind { None, Input, Output, Arena, Local } kind = Kind::None;
   int32_t index = -1;            // graph input / output index
   SymExpr offset;                // Arena: byte offset
+  // Local: a value only its own kernel reads, at the same outer index. It lives in a per-thread
+  // scratch row (strides are 0 for the outer dims), never in the arena.
+  int32_t kernel = -1;
   std::vector<SymExpr> strides;  // element strides of the value's logical dims
 };
 

@@ -45,10 +45,51 @@ std::vector<std::set<ValueId>> step_reads(const Graph& g, const KernelPlan& plan
 
 }  // namespace
 
+namespace {
+
+// Values read only by the kernel that computes them become per-thread scratch rows.
+void localize(const Graph& g, KernelPlan& plan, const std::vector<std::set<ValueId>>& reads) {
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const Step& st = plan.steps[i];
+    if (st.kind != Step::Kind::Kernel) continue;
+    for (const Stage& s : plan.kernels[static_cast<size_t>(st.kernel)].stages) {
+      if (s.dest_output >= 0) continue;
+      Storage& sto = plan.storage[static_cast<size_t>(s.value)];
+      if (sto.kind != Storage::Kind::Arena) continue;
+      bool only_here = true;
+      for (size_t j = 0; j < reads.size() && only_here; ++j)
+        if (j != i && reads[j].count(s.value)) only_here = false;
+      if (!only_here) continue;
+      // Result coordinates that follow the outer loops get stride 0; the rest are a row.
+      const auto& sizes = g.type(s.value).sizes;
+      std::vector<bool> outer(sizes.size(), false);
+      if (s.reduction) {
+        outer.assign(sizes.size(), true);  // one value per outer index
+      } else {
+        for (size_t k = 0; k < s.outer_dims.size(); ++k) outer[k] = true;
+      }
+      std::vector<SymExpr> strides(sizes.size(), SymExpr(0));
+      SymExpr acc(1);
+      for (size_t d = sizes.size(); d-- > 0;) {
+        if (outer[d]) continue;
+        strides[d] = acc;
+        acc = acc * sizes[d];
+      }
+      sto.kind = Storage::Kind::Local;
+      sto.strides = strides;
+      sto.offset = acc;  // elements in one row
+      sto.kernel = st.kernel;
+    }
+  }
+}
+
+}  // namespace
+
 void plan_memory(const Graph& g, KernelPlan& plan) {
   size_t nv = g.num_values();
   std::vector<int64_t> def(nv, -1), last(nv, -1);
   auto reads = step_reads(g, plan);
+  localize(g, plan, reads);
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const Step& st = plan.steps[i];
     if (st.kind == Step::Kind::Extern) {

@@ -1,15 +1,14 @@
 // gemm.cpp — kiln_gemm_f32/f64: strided batched GEMM, GotoBLAS-blocked, parallel over batch x M/N.
 //
 // Structure (per thread, on its own rectangle of C):
-//   for ic (MC rows)
-//    for pc (KC of k)            A slivers: row-major A is read in place, other layouts are packed
-//     for jc (NC cols of B)      pack B[pc, jc] into NR-column slivers    (B block: L2)
-//      for ir (MR rows)          this A sliver stays in L1 ...
-//       for jr (NR cols)         ... while B slivers stream from L2 through the micro-kernel
-// Threads never share packed data: each takes a contiguous run of (batch, row-or-column tile) units,
-// so a big single GEMM and a big batch of small ones both keep every core busy, and no barrier is
-// needed inside a call. Threads split only M or N, never k, so results do not depend on the thread
-// count.
+//   for pc (KC of k)             A slivers: row- and column-major A are read in place, others packed
+//    for jc (NC cols of B)       pack B[pc, jc] into NR-column slivers    (B block: L2)
+//     for ir (MR rows)           this A sliver stays in L1 ...
+//      for jr (NR cols)          ... while B slivers stream from L2 through the micro-kernel
+// (an outer loop over MC rows bounds the packed A block when A has to be packed). Threads never share
+// packed data: each runs whole rectangles (tasks), so a big single GEMM and a big batch of small ones
+// both keep every core busy with no barrier inside a call. Threads split only M or N, never k, so
+// results do not depend on the thread count or on which thread ran what.
 #include "kiln/runtime/kiln_runtime.h"
 
 #include <algorithm>
@@ -109,6 +108,21 @@ inline bool columns_spread_in_l1(int64_t pitch, int64_t kc) {
   return true;
 }
 
+template <typename T>
+int64_t k_block(int64_t k) {
+  constexpr int64_t kc = Blocking<Kernel<T>, T>::KC;
+  return ceil_div(k, ceil_div(k, kc));  // equal blocks no larger than KC
+}
+
+// Whether the kernels read full A slivers straight from A (see gemm_rect). A column-major sliver that
+// is used once (n fits one micro-tile) needs no cache residency, so any pitch will do.
+template <typename T>
+bool a_read_in_place(const Problem<T>& p) {
+  if (p.a_cs == 1) return true;
+  return p.a_rs == 1 &&
+         (p.n <= Kernel<T>::NR || columns_spread_in_l1(p.a_cs * int64_t(sizeof(T)), k_block<T>(p.k)));
+}
+
 // One batch element's rectangle C[m0:m1, n0:n1], computed by the calling thread alone.
 template <typename T>
 void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -121,7 +135,7 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
   const int64_t M = m1 - m0, N = n1 - n0, Kd = p.k;
 
   // Split each dimension into equal blocks no larger than the cache limit (no runt last block).
-  const int64_t kc_blk = ceil_div(Kd, ceil_div(Kd, Blk::KC));
+  const int64_t kc_blk = k_block<T>(Kd);
   const int64_t nc_blk = round_up(ceil_div(N, ceil_div(N, Blk::NC)), NR);
   // A is only ever broadcast, so its two common layouts are read in place, full slivers straight
   // from A: row-major A as row panels (A(i, k) at i * a_rs + k), column-major A interleaved (at
@@ -131,7 +145,7 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
   // any other layout, is packed into a zero-padded buffer: row panels of pitch lda_p, or interleaved
   // (pitch MR).
   const bool a_rows = p.a_cs == 1;
-  const bool a_in_place = a_rows || (p.a_rs == 1 && columns_spread_in_l1(p.a_cs * int64_t(sizeof(T)), kc_blk));
+  const bool a_in_place = a_read_in_place(p);
   const int64_t lda_p = a_rows ? round_up(kc_blk, 16) + 16 : MR;
   const int64_t a_sliver = a_rows ? MR * lda_p : MR * kc_blk;
   const int64_t lda_in_place = a_rows ? p.a_rs : p.a_cs;
@@ -165,28 +179,25 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
     const int64_t mc = std::min(mc_blk, m1 - ic);
     for (int64_t pc = 0; pc < Kd; pc += kc_blk) {
       const int64_t kc = std::min(kc_blk, Kd - pc);
-      for (int64_t s = 0; s * MR < mc; ++s) {
-        const T* src = A + (ic + s * MR) * p.a_rs + pc * p.a_cs;
-        const int rows = static_cast<int>(std::min<int64_t>(MR, mc - s * MR));
-        if (!a_in_place)
-          pack_sliver<T, MR>(src, p.a_rs, p.a_cs, rows, kc, Ap + s * a_sliver);
-        else if (rows < MR && a_rows)
-          pack_rows<T, MR>(src, p.a_rs, rows, kc, Ap, lda_p);
-        else if (rows < MR)
-          pack_sliver<T, MR>(src, p.a_rs, p.a_cs, rows, kc, Ap);
+      if (!a_in_place) {
+        pack_panel<T, MR>(A + ic * p.a_rs + pc * p.a_cs, p.a_rs, p.a_cs, mc, kc, Ap);
+      } else if (mc % MR != 0) {  // only the partial last sliver
+        const T* src = A + (ic + mc / MR * MR) * p.a_rs + pc * p.a_cs;
+        if (a_rows)
+          pack_rows<T, MR>(src, p.a_rs, static_cast<int>(mc % MR), kc, Ap, lda_p);
+        else
+          pack_sliver<T, MR>(src, p.a_rs, p.a_cs, static_cast<int>(mc % MR), kc, Ap);
       }
       const T beta = pc == 0 ? p.beta : T(1);  // later k blocks accumulate onto the first
       for (int64_t jc = n0; jc < n1; jc += nc_blk) {
         const int64_t nc = std::min(nc_blk, n1 - jc);
-        for (int64_t s = 0; s * NR < nc; ++s)
-          pack_sliver<T, NR>(B + pc * p.b_rs + (jc + s * NR) * p.b_cs, p.b_cs, p.b_rs,
-                             static_cast<int>(std::min<int64_t>(NR, nc - s * NR)), kc, Bp + s * NR * kc);
+        pack_panel<T, NR>(B + pc * p.b_rs + jc * p.b_cs, p.b_cs, p.b_rs, nc, kc, Bp);
         for (int64_t ir = 0; ir < mc; ir += MR) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
           const bool in_place = a_in_place && mr == MR;
           const T* a_sl = in_place     ? A + (ic + ir) * p.a_rs + pc * p.a_cs
                           : a_in_place ? Ap
-                                       : Ap + (ir / MR) * a_sliver;
+                                       : Ap + ir * kc;  // pack_panel's sliver pitch: MR * kc
           const int64_t ld = in_place ? lda_in_place : lda_p;
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
@@ -256,7 +267,8 @@ void run_threads(void* ctx, int64_t begin, int64_t end) {
 template <typename T>
 void plan_tasks(Split<T>& s, int64_t min_units) {
   const int64_t batch = s.p->batch, n = s.nthreads;
-  for (int64_t per_batch = std::min(ceil_div(4 * n, batch), s.units / min_units); per_batch >= 1; --per_batch) {
+  const int64_t most = std::max<int64_t>(1, s.units / min_units);  // a whole batch element is always fine
+  for (int64_t per_batch = std::min(ceil_div(4 * n, batch), most); per_batch >= 1; --per_batch) {
     const int64_t per = ceil_div(s.units, per_batch);
     if (s.units % per != 0) continue;
     const int64_t tasks = batch * (s.units / per);
@@ -276,7 +288,7 @@ void gemm_parallel(const Problem<T>& p) {
   // an M split every thread packs all of B (k x n), after an N split all of A (m x k) unless A is
   // read in place. So split N when A needs no packing and N has a tile per thread, else the larger.
   const int64_t nt = kiln_get_num_threads();
-  const bool a_in_place = p.a_cs == 1 || p.a_rs == 1;
+  const bool a_in_place = a_read_in_place(p);
   const bool split_n = a_in_place ? n_tiles >= nt && p.n >= p.m / 8 : n_tiles > m_tiles;
   Split<T> s{&p, split_n, split_n ? K::NR : K::MR, split_n ? n_tiles : m_tiles, 1};
   const double flops = 2.0 * p.batch * p.m * p.n * p.k;

@@ -86,7 +86,7 @@ struct GenericKernel {
   static constexpr int MR = MR_, NR = NR_;
   template <bool ROWS>
   __attribute__((noinline)) static void run(int64_t kc, const T* ap, int64_t lda, const T* __restrict b, T* c,
-                                            int64_t rs, int mr, int nr, T alpha, T beta, bool a_first = false) {
+                                            int64_t rs, int mr, int nr, T alpha, T beta, bool /*a_first*/ = false) {
     ASliver<T, MR, ROWS> a(ap, lda);
     T acc[MR][NR] = {};
     for (int64_t k = 0; k < kc; ++k, a.next(), b += NR)
@@ -163,6 +163,7 @@ struct Avx512Kernel {
     for (int64_t k0 = 0; k0 < kc; k0 += kStep) {
       if (a_first) a.prefetch(4 * kStep);
       const int64_t kn = kc - k0 < kStep ? kc - k0 : kStep;
+#pragma GCC unroll 4  // fewer loop-control uops per FMA: measured +2-7% when the core is contended
       for (int64_t k = 0; k < kn; ++k) {
         const V b0 = X::load(b), b1 = X::load(b + L);
 #pragma GCC unroll 16
@@ -245,16 +246,22 @@ struct Avx2Kernel {
     V acc0[MR], acc1[MR];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = X::zero();
-    for (int64_t k = 0; k < kc; ++k) {
-      const V b0 = X::load(b), b1 = X::load(b + L);
+    constexpr int64_t kStep = 64 / sizeof(T);  // as in Avx512Kernel
+    for (int64_t k0 = 0; k0 < kc; k0 += kStep) {
+      if (a_first) a.prefetch(4 * kStep);
+      const int64_t kn = kc - k0 < kStep ? kc - k0 : kStep;
+#pragma GCC unroll 4
+      for (int64_t k = 0; k < kn; ++k) {
+        const V b0 = X::load(b), b1 = X::load(b + L);
 #pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const V ai = X::set1(a.at(i));
-        acc0[i] = X::fma(ai, b0, acc0[i]);
-        acc1[i] = X::fma(ai, b1, acc1[i]);
+        for (int i = 0; i < MR; ++i) {
+          const V ai = X::set1(a.at(i));
+          acc0[i] = X::fma(ai, b0, acc0[i]);
+          acc1[i] = X::fma(ai, b1, acc1[i]);
+        }
+        a.next();
+        b += NR;
       }
-      a.next();
-      b += NR;
     }
     const V va = X::set1(alpha);
     if (mr == MR && nr == NR) {

@@ -153,4 +153,24 @@ inline void pack_sliver(const T* src, int64_t lane_stride, int64_t k_stride, int
   pack_sliver_generic<T, W>(src, lane_stride, k_stride, lanes, kc, dst);
 }
 
+// Packs `lanes` lanes (any count) as consecutive W-lane slivers of kc steps each: sliver s at
+// dst + s * W * kc. When lanes are contiguous but steps far apart (column-major A, row-major B), each
+// step of a sliver sits on its own line, often its own page, where the hardware prefetcher does not
+// follow; walking 16 steps of every sliver at a time reads each step's lanes front to back instead.
+template <typename T, int W>
+inline void pack_panel(const T* src, int64_t lane_stride, int64_t k_stride, int64_t lanes, int64_t kc, T* dst) {
+  const int64_t slivers = (lanes + W - 1) / W;
+  auto lanes_of = [&](int64_t s) { return static_cast<int>(lanes - s * W < W ? lanes - s * W : W); };
+  if (lane_stride == 1 && k_stride != 1 && slivers > 1) {
+    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+      const int64_t kn = kc - k0 < 16 ? kc - k0 : 16;
+      for (int64_t s = 0; s < slivers; ++s)
+        pack_sliver<T, W>(src + s * W + k0 * k_stride, 1, k_stride, lanes_of(s), kn, dst + s * W * kc + k0 * W);
+    }
+    return;
+  }
+  for (int64_t s = 0; s < slivers; ++s)
+    pack_sliver<T, W>(src + s * W * lane_stride, lane_stride, k_stride, lanes_of(s), kc, dst + s * W * kc);
+}
+
 }  // namespace kiln_rt::gemm
