@@ -168,6 +168,8 @@ TEST(RuntimeGemm, CacheBlockBoundaries) {
   // Past the k block (several k passes accumulate), the n block and many row slivers.
   check<float>(1, 70, 700, 900, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor, 1.0, 0.0);
   check<float>(1, 130, 90, 1000, Layout::ColMajor, Layout::ColMajor, Layout::RowMajor, 0.75, 1.5);
+  check<float>(1, 50, 40, 777, Layout::ColMajor, Layout::Strided, Layout::RowMajor, 1.0, 0.0);
+  check<float>(1, 50, 40, 1501, Layout::Strided, Layout::RowMajor, Layout::ColMajor, 1.0, 1.0);
   check<float>(1, 2500, 5, 3, Layout::RowMajor, Layout::ColMajor, Layout::RowMajor, 1.0, 0.0);
   check<double>(1, 40, 300, 500, Layout::RowMajor, Layout::ColMajor, Layout::RowMajor, 1.0, 1.0);
 }

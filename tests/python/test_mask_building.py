@@ -13,8 +13,9 @@ def test_tril_ones_masks():
     def f(scores):
         S = scores.shape[-1]
         mask = torch.tril(torch.ones(S, S))
-        return (mask, torch.triu(torch.ones(S, S), 1), torch.tril(torch.ones(S, S), -2), torch.tril(torch.ones(5, S), 3),
-                scores.masked_fill(mask == 0, float("-inf")), torch.softmax(scores.masked_fill(mask == 0, -math.inf), -1),
+        return (mask, torch.triu(torch.ones(S, S), 1), torch.tril(torch.ones(S, S), -2),
+                torch.tril(torch.ones(5, S), 3), scores.masked_fill(mask == 0, float("-inf")),
+                torch.softmax(scores.masked_fill(mask == 0, -math.inf), -1),
                 torch.tril(scores), torch.triu(scores, -1), mask.bool(), mask.sum())
 
     run_compiled(f, scores)

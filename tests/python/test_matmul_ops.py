@@ -1,5 +1,4 @@
 """Matrix products compiled by kiln: mm/bmm/addmm/baddbmm/matmul/linear/einsum, forward and gradients."""
-import pytest
 import torch
 import torch.nn.functional as F
 

@@ -46,7 +46,8 @@ def test_unary_special_values():
                 x.reciprocal(), x.tanh(), x.sigmoid(), torch.erf(x), x.relu(), F.silu(x),
                 # eager's float32 gelu gives NaN at +inf (float64 and kiln give inf): finite values only here
                 F.gelu(x.clamp(-1e30, 1e30)), F.gelu(x, approximate="tanh"), x.floor(),
-                x.ceil(), x.round(), x.trunc(), torch.where(x.isnan(), 0.0, x).sign(), x * 2, x ** 2, torch.isnan(x), x.sin(), 1.0 / x)
+                x.ceil(), x.round(), x.trunc(), torch.where(x.isnan(), 0.0, x).sign(),  # sign(NaN): see below
+                x * 2, x ** 2, torch.isnan(x), x.sin(), 1.0 / x)
 
     run_compiled(f, x)
 
@@ -243,5 +244,19 @@ def test_zero_dim_only():
 
     def f(a, b, c):
         return a * b, a + 1, b // 3, b % 3, a > b, torch.where(c, a, b), a.exp(), b.abs(), c.logical_not(), a ** b
+
+    run_compiled(f, a, b, c)
+
+
+def test_large_odd_sizes():
+    # Lengths that are not multiples of any vector width, big enough to be split across threads.
+    torch.manual_seed(8)
+    a = torch.randn(100003)
+    b = torch.randn(257, 1031)
+    c = torch.randn(1031)
+
+    def f(a, b, c):
+        return (a.exp() * 2 + 1, (b * c).sigmoid(), b.t() * 3 + 1, torch.where(b > c, b, c), a[1::2] - a[:-1:2],
+                b[:, 3:] * c[3:], (b.t()[5:] > 0).to(torch.float32))
 
     run_compiled(f, a, b, c)

@@ -3,10 +3,9 @@ gradients against eager, with nothing left to eager; and a compiled AdamW traini
 import copy
 import dataclasses
 
-import pytest
 import torch
 
-from conftest import StatsWatch, assert_kiln_ran, assert_same, run_compiled
+from conftest import StatsWatch, assert_same, run_compiled
 from kiln.models import attention, make_model, make_tokens
 from kiln.models import transformer as tlm
 

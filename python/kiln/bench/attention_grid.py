@@ -3,10 +3,12 @@
 import torch
 
 from ..models.attention import attention, sdpa_attention
+from . import budget
+from .budget import WEIGHT
 from .contenders import short_reason
 from .memory import measure_in_subprocess
 from .timing import measure, timed_call
-from .verify import check
+from .verify import WrongResult, check
 
 
 class AttentionCell:
@@ -86,28 +88,34 @@ def run_cell(spec: dict, contender, settings, ref: dict) -> dict:
         cell.compile()
         phase = "forward"
         out, first_fwd = timed_call(cell.forward)
-        out_value = out.detach()
+        row["first_fwd_s"] = first_fwd
+        if not contender.compiled:
+            ref["out"] = out.detach()
+        elif "out" in ref:
+            row["max_rel_err"] = check(out, ref["out"], "forward output")
         phase = "backward"
         loss = out.sum()
         del out
         _, first_bwd = timed_call(cell.backward, loss)
+        row["first_bwd_s"] = first_bwd
+        wrong_grads = None
         if not contender.compiled:
-            ref["out"], ref["grads"] = out_value, [g.detach().clone() for g in cell.grads()]
-        elif "out" in ref:
-            phase = "forward"
-            row["max_rel_err"] = check(out_value, ref["out"], "forward output")
-            phase = "backward"
-            row["max_rel_err"] = max(row["max_rel_err"], check(cell.grads(), ref["grads"], "gradients"))
-        del out_value
+            ref["grads"] = [g.detach().clone() for g in cell.grads()]
+        elif "grads" in ref:
+            try:
+                row["max_rel_err"] = max(row.get("max_rel_err", 0.0), check(cell.grads(), ref["grads"], "gradients"))
+            except WrongResult as exc:
+                wrong_grads = exc  # the forward is right: time it, and fail only the backward cell
         phase = "forward"
         fwd = measure(cell.forward, warmup=settings.warmup, min_iters=settings.min_iters,
                       min_seconds=settings.min_seconds)
         row.update(fwd.fields("fwd"))
         phase = "backward"
+        if wrong_grads is not None:
+            raise wrong_grads
         bwd = measure(cell.backward, prepare=cell.prepare_backward, warmup=settings.warmup,
                       min_iters=settings.min_iters, min_seconds=settings.min_seconds)
         row.update(bwd.fields("bwd"))
-        row["first_fwd_s"], row["first_bwd_s"] = first_fwd, first_bwd
         if contender.compiled:
             # First-call time net of one steady-state call: what compilation cost.
             net = first_fwd + first_bwd - (fwd.median_ms + bwd.median_ms) / 1e3
@@ -129,16 +137,17 @@ def measure_memory(spec: dict, contender, settings) -> dict:
 
 def run(settings, progress) -> list[dict]:
     rows = []
-    for spec in cells(settings):
+    plan = [(spec, wants_memory(settings, spec)) for spec in cells(settings)]  # as counted in task_count
+    for spec, mem in plan:
         ref = {}
-        mem = wants_memory(settings, spec)
         for contender in settings.contenders:
             label = f"{spec['suite']} S={spec['S']} D={spec['D']} {contender.name}"
-            with progress.task(label):
+            budget.check(settings, progress)
+            with progress.task(label, WEIGHT["cell"]):
                 row = run_cell(spec, contender, settings, ref)
             if mem:
-                with progress.task(label + " memory"):
-                    if not row["error"]:
+                with progress.task(label + " memory", WEIGHT["memory"]):
+                    if not row["error"] and wants_memory(settings, spec):  # the budget may have said no
                         row.update(measure_memory(spec, contender, settings))
             settings.record(row)
             rows.append(row)
@@ -148,5 +157,6 @@ def run(settings, progress) -> list[dict]:
 def task_count(settings) -> int:
     n = 0
     for spec in cells(settings):
-        n += len(settings.contenders) * (2 if wants_memory(settings, spec) else 1)
+        per = WEIGHT["cell"] + (WEIGHT["memory"] if wants_memory(settings, spec) else 0)
+        n += len(settings.contenders) * per
     return n

@@ -9,6 +9,7 @@ import time
 import torch
 
 from . import attention_grid, plots, report, transformer_rows
+from .budget import WEIGHT
 from .contenders import short_reason, warm_up_process
 from .environment import compile_caches, cpu_count, cpu_name
 from .progress import Progress
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
 def _run_suites(settings):
     needs_compile = any(s in settings.suites for s in ("attention", "transformer"))
     compiled = [c for c in settings.contenders if c.compiled] if needs_compile else []
-    total = len(compiled)
+    total = len(compiled) * WEIGHT["warm-up"]
     if "attention" in settings.suites:
         total += attention_grid.task_count(settings)
     if "transformer" in settings.suites:
@@ -61,7 +62,7 @@ def _run_suites(settings):
     rows = []
     try:
         for c in compiled:
-            with progress.task(f"process warm-up {c.name}"):
+            with progress.task(f"process warm-up {c.name}", WEIGHT["warm-up"]):
                 try:
                     warmups[c.name] = f"{warm_up_process(c):.1f} s"
                 except Exception as exc:
@@ -108,6 +109,9 @@ def _header(settings, warmups, cache_note, wall) -> list[str]:
         f"at end {_load()}" + (" — other processes competed for the cores, timings are noisy"
                                if _busy(s) else ""),
     ]
+    if s.budget_s:
+        lines.append(f"- wall-time budget {s.budget_s:.0f} s: " + ("fell behind, later cells timed shorter (see notes)"
+                                                                  if s.shortened else "timing not shortened"))
     if s.notes:
         lines += ["", "**Notes:**"] + [f"- {n}" for n in s.notes]
     return lines

@@ -20,7 +20,8 @@ class Progress:
                 pass
 
     @contextlib.contextmanager
-    def task(self, label: str):
+    def task(self, label: str, weight: int = 1):
+        """One unit of work; `weight` is its expected share of the run (see budget.WEIGHT)."""
         if self.bar is not None:
             self.bar.set_description(label[:60])
         elif self.enabled:
@@ -29,9 +30,9 @@ class Progress:
         try:
             yield
         finally:
-            self.done += 1
+            self.done += weight
             if self.bar is not None:
-                self.bar.update(1)
+                self.bar.update(weight)
 
     def write(self, text: str):
         """Print without breaking the bar."""

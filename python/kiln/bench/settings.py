@@ -43,6 +43,9 @@ class Settings:
     cache: str = "fresh"  # "fresh": empty Inductor/kiln cache dirs for this run; "user": the usual ones
     plots: bool = True
     progress: bool = True
+    budget_s: float | None = None  # --quick: shorten the timing of later cells if the run falls behind
+    shortened: bool = False
+    budget_origin: tuple | None = None  # (time, tasks done) when budget.check first ran
     notes: list[str] = field(default_factory=list)  # departures from benchmarks.md, printed in the header
     error_log: str | None = None
     load_start: str = "?"
@@ -92,6 +95,8 @@ def parser() -> argparse.ArgumentParser:
                    help="peak memory subprocesses: auto = S>=1024 cells (quick) / everything (full)")
     p.add_argument("--min-seconds", type=float, default=None, help="timed seconds per cell (default 2)")
     p.add_argument("--min-iters", type=int, default=None, help="timed iterations per cell (default 10)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="wall-time budget in s (--quick: 540); past it, later cells are timed shorter (0: off)")
     p.add_argument("--cache", choices=("fresh", "user"), default="fresh",
                    help="fresh (default): empty compile caches for this run, so compile times are cold")
     p.add_argument("--no-plots", action="store_true")
@@ -121,6 +126,10 @@ def from_args(argv) -> Settings:
         s.lm_min_iters, s.lm_min_seconds = 3, 0.0
         s.memory = "none"
         s.notes.append("--tiny: a test hook, 1 warm-up and 3 timed iterations; not a measurement")
+    if preset == "quick":
+        s.budget_s = 540.0  # --quick must finish in 10 minutes, compile times included
+    if a.budget is not None:
+        s.budget_s = a.budget or None
     if a.only:
         s.suites = [x.strip() for x in a.only.split(",") if x.strip()]
         bad = set(s.suites) - set(SUITES)

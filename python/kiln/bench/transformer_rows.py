@@ -3,6 +3,8 @@
 import torch
 
 from ..models.transformer import CONFIGS, make_model, make_tokens
+from . import budget
+from .budget import WEIGHT
 from .contenders import short_reason
 from .memory import measure_in_subprocess
 from .timing import measure, timed_call
@@ -125,17 +127,19 @@ def _rel(got, ref) -> float:
 
 def run(settings, progress) -> list[dict]:
     rows = []
+    memory = settings.memory_transformer  # as planned when the progress total was counted
     for size in settings.sizes:
         ref = {}
         for contender in settings.contenders:
             for version in versions(contender):
                 spec = {"suite": "transformer", "size": size, "version": version}
                 label = f"transformer {size} {contender.name} {version}"
-                with progress.task(label):
+                budget.check(settings, progress)
+                with progress.task(label, WEIGHT["model"]):
                     row = run_case(spec, contender, settings, ref)
-                if settings.memory_transformer:
-                    with progress.task(label + " memory"):
-                        if not row["error"]:
+                if memory:
+                    with progress.task(label + " memory", WEIGHT["memory"]):
+                        if not row["error"] and settings.memory_transformer:  # the budget may have said no
                             row.update(_memory(spec, contender, settings))
                 settings.record(row)
                 rows.append(row)
@@ -149,7 +153,8 @@ def _memory(spec, contender, settings) -> dict:
 
 def task_count(settings) -> int:
     per = sum(len(versions(c)) for c in settings.contenders)
-    return len(settings.sizes) * per * (2 if settings.memory_transformer else 1)
+    weight = WEIGHT["model"] + (WEIGHT["memory"] if settings.memory_transformer else 0)
+    return len(settings.sizes) * per * weight
 
 
 def config_lines(size: str) -> list[str]:
