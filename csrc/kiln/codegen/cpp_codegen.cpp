@@ -69,7 +69,7 @@ struct Gen {
       bool blocked = block_last && k + 1 == s.inner_dims.size();
       if (blocked) {
         e.open(str_cat("for (int64_t ", iv, "b = 0; ", iv, "b < ", n, "; ", iv, "b += ", kSumBlock, ") {"));
-        e.line(str_cat("const int64_t ", iv, "e = std::min<int64_t>(", iv, "b + ", kSumBlock, ", ", n, ");"));
+        e.line(str_cat("const int64_t ", iv, "e = kiln_rt::min_i64(", iv, "b + ", kSumBlock, ", ", n, ");"));
         e.line("acc_t blk = acc_init;");
         e.open(str_cat("for (int64_t ", iv, " = ", iv, "b; ", iv, " < ", iv, "e; ++", iv, ") {"));
       } else {
@@ -166,8 +166,8 @@ struct Gen {
       if (s.offset.is_const() && s.offset.const_value() <= 4096) {
         e.line(str_cat("alignas(64) ", T, " v", v, "[", s.offset.const_value(), "];"));
       } else {
-        e.line(str_cat("std::unique_ptr<", T, "[]> v", v, "_row(new ", T, "[", idx(s.offset), "]);"));
-        e.line(str_cat(T, "* __restrict__ v", v, " = v", v, "_row.get();"));
+        e.line(str_cat("kiln_rt::Row<", T, "> v", v, "_row(", idx(s.offset), ");"));
+        e.line(str_cat(T, "* __restrict__ v", v, " = v", v, "_row.data;"));
       }
     }
     e.open("for (int64_t o = begin; o < end; ++o) {");
@@ -246,7 +246,7 @@ struct Gen {
       lines.push_back(str_cat("  if (", fn, "(", result_ptr, ", ", idx(rt.sizes[0]), ", ", idx(rt.sizes[1]), ", ",
                               idx(rs.strides[0]), ", ", pointer_of(*ix), ", ", it == DType::I64 ? 1 : 0, ", ",
                               idx(g.type(n.inputs[0]).sizes[0]), ", ", pointer_of(*src), ", ", idx(src->strides[0]), ", ",
-                              pad == INT64_MIN ? "std::numeric_limits<int64_t>::min()" : std::to_string(pad) + "LL",
+                              pad == INT64_MIN ? "int64_t(INT64_MIN)" : std::to_string(pad) + "LL",
                               ") != 0) { kiln_set_error(\"index out of range in embedding backward / index_put\"); return 1; }"));
       return;
     }
@@ -278,7 +278,7 @@ struct Gen {
         default: break;
       }
     }
-    lines.push_back("  kiln_rt::index_error_flag().store(0, std::memory_order_relaxed);");
+    lines.push_back("  kiln_rt::clear_index_error();");
     for (const Step& st : plan.steps) {
       if (st.kind == Step::Kind::Extern) {
         extern_call(g.node(st.node), lines);
@@ -288,10 +288,10 @@ struct Gen {
       SymExpr total = product(k.outer);
       SymExpr work = inner_work(k);
       std::string grain = work.is_const() ? std::to_string(std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work.const_value())))
-                                          : str_cat("std::max<int64_t>(1, 32768 / std::max<int64_t>(1, ", idx(work), "))");
+                                          : str_cat("kiln_rt::max_i64(1, 32768 / kiln_rt::max_i64(1, ", idx(work), "))");
       lines.push_back(str_cat("  kiln_parallel_for(0, ", idx(total), ", ", grain, ", ", k.name, ", &F);"));
     }
-    lines.push_back("  if (kiln_rt::index_error_flag().load(std::memory_order_relaxed)) {");
+    lines.push_back("  if (kiln_rt::index_error()) {");
     lines.push_back("    kiln_set_error(\"index out of range in an indexing op (embedding / index)\");");
     lines.push_back("    return 1;");
     lines.push_back("  }");

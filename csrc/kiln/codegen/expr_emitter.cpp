@@ -22,8 +22,8 @@ std::string c_index(const SymExpr& e, const std::vector<std::string>& graph_symb
 namespace {
 std::string float_literal(double d, DType t) {
   std::string ty(dtype_c_type(t));
-  if (std::isnan(d)) return "std::numeric_limits<" + ty + ">::quiet_NaN()";
-  if (std::isinf(d)) return std::string(d < 0 ? "-" : "") + "std::numeric_limits<" + ty + ">::infinity()";
+  if (std::isnan(d)) return "kiln_rt::quiet_nan<" + ty + ">()";
+  if (std::isinf(d)) return std::string(d < 0 ? "-" : "") + "kiln_rt::infinity<" + ty + ">()";
   char buf[64];
   // Hex floats are exact: the constant in the kernel is bit-identical to the one PyTorch used.
   std::snprintf(buf, sizeof buf, "%a", d);
@@ -41,7 +41,7 @@ std::string c_literal(const Attr& value, DType t, const std::vector<std::string>
   if (auto* i = std::get_if<int64_t>(&value)) {
     if (is_floating(t)) return float_literal(static_cast<double>(*i), t);
     if (t == DType::Bool) return *i != 0 ? "true" : "false";
-    if (*i == INT64_MIN) return "std::numeric_limits<int64_t>::min()";
+    if (*i == INT64_MIN) return "int64_t(INT64_MIN)";
     return ty + "(" + std::to_string(*i) + "LL)";
   }
   if (auto* b = std::get_if<bool>(&value)) return t == DType::Bool ? (*b ? "true" : "false") : ty + "(" + (*b ? "1" : "0") + ")";
@@ -187,30 +187,30 @@ std::string ExprEmitter::pointwise(const Node& n, const std::vector<std::string>
   auto infix = [&](const char* op) { return str_cat("(", a[0], " ", op, " ", a[1], ")"); };
   switch (n.op) {
     case Op::neg: return in_t == DType::Bool ? a[0] : "(-" + a[0] + ")";
-    case Op::abs: return is_floating(in_t) ? call("std::fabs") : call("std::abs");
-    case Op::exp: return call("std::exp");
-    case Op::exp2: return call("std::exp2");
-    case Op::expm1: return call("std::expm1");
-    case Op::log: return call("std::log");
-    case Op::log2: return call("std::log2");
-    case Op::log1p: return call("std::log1p");
-    case Op::sqrt: return call("std::sqrt");
+    case Op::abs: return is_floating(in_t) ? call("kiln_rt::fabs") : call("kiln_rt::iabs");
+    case Op::exp: return call("kiln_rt::exp");
+    case Op::exp2: return call("kiln_rt::exp2");
+    case Op::expm1: return call("kiln_rt::expm1");
+    case Op::log: return call("kiln_rt::log");
+    case Op::log2: return call("kiln_rt::log2");
+    case Op::log1p: return call("kiln_rt::log1p");
+    case Op::sqrt: return call("kiln_rt::sqrt");
     case Op::rsqrt: return call("kiln_rt::rsqrt");
     case Op::reciprocal: return call("kiln_rt::reciprocal");
-    case Op::sin: return call("std::sin");
-    case Op::cos: return call("std::cos");
-    case Op::tan: return call("std::tan");
-    case Op::tanh: return call("std::tanh");
+    case Op::sin: return call("kiln_rt::sin");
+    case Op::cos: return call("kiln_rt::cos");
+    case Op::tan: return call("kiln_rt::tan");
+    case Op::tanh: return call("kiln_rt::tanh");
     case Op::sigmoid: return call("kiln_rt::sigmoid");
-    case Op::erf: return call("std::erf");
-    case Op::relu: return is_floating(in_t) ? call("kiln_rt::relu") : str_cat("std::max<", T, ">(", a[0], ", 0)");
+    case Op::erf: return call("kiln_rt::erf");
+    case Op::relu: return is_floating(in_t) ? call("kiln_rt::relu") : str_cat("(", a[0], " > 0 ? ", a[0], " : ", T, "(0))");
     case Op::silu: return call("kiln_rt::silu");
     case Op::gelu: return call("kiln_rt::gelu");
     case Op::gelu_tanh: return call("kiln_rt::gelu_tanh");
-    case Op::floor: return is_floating(in_t) ? call("std::floor") : a[0];
-    case Op::ceil: return is_floating(in_t) ? call("std::ceil") : a[0];
+    case Op::floor: return is_floating(in_t) ? call("kiln_rt::floor") : a[0];
+    case Op::ceil: return is_floating(in_t) ? call("kiln_rt::ceil") : a[0];
     case Op::round: return is_floating(in_t) ? call("kiln_rt::round_half_even") : a[0];
-    case Op::trunc: return is_floating(in_t) ? call("std::trunc") : a[0];
+    case Op::trunc: return is_floating(in_t) ? call("kiln_rt::trunc") : a[0];
     case Op::sign: return call("kiln_rt::sign");
     case Op::isnan: return call("kiln_rt::isnan_");
     case Op::logical_not: return "(!" + a[0] + ")";
@@ -231,7 +231,7 @@ std::string ExprEmitter::pointwise(const Node& n, const std::vector<std::string>
     case Op::pow: return call("kiln_rt::pow_<" + T + ">");
     case Op::maximum: return call("kiln_rt::maximum<" + T + ">");
     case Op::minimum: return call("kiln_rt::minimum<" + T + ">");
-    case Op::atan2: return call("std::atan2");
+    case Op::atan2: return call("kiln_rt::atan2");
     case Op::eq: return infix("==");
     case Op::ne: return infix("!=");
     case Op::lt: return infix("<");

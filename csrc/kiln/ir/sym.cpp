@@ -372,8 +372,9 @@ std::string SymExpr::to_c(const std::function<std::string(const std::string&)>& 
     // Sizes and indices are non-negative, where C's truncating division equals floor division.
     case Kind::FloorDiv: return "(" + paren(args()[0]) + " / " + paren(args()[1]) + ")";
     case Kind::Mod: return "(" + paren(args()[0]) + " % " + paren(args()[1]) + ")";
-    case Kind::Min: return "std::min<int64_t>(" + args()[0].to_c(name) + ", " + args()[1].to_c(name) + ")";
-    case Kind::Max: return "std::max<int64_t>(" + args()[0].to_c(name) + ", " + args()[1].to_c(name) + ")";
+    // Plain conditionals: generated code includes no standard header for std::min/max.
+    case Kind::Min: return "(" + paren(args()[0]) + " < " + paren(args()[1]) + " ? " + paren(args()[0]) + " : " + paren(args()[1]) + ")";
+    case Kind::Max: return "(" + paren(args()[0]) + " > " + paren(args()[1]) + " ? " + paren(args()[0]) + " : " + paren(args()[1]) + ")";
   }
   return "?";
 }

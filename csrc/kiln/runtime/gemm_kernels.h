@@ -1,14 +1,14 @@
 // gemm_kernels.h — register-blocked GEMM micro-kernels: AVX-512, AVX2+FMA and portable C++.
 //
-// Every kernel has the same contract (a_first: this A sliver's first use, a prefetch hint): with Ap a
-// packed MR x kc sliver of A and Bp a packed kc x NR sliver
+// Every kernel has the same contract: with Ap an MR x kc sliver of A and Bp a packed kc x NR sliver
 // (Bp[k * NR + j]), it sets C[0:mr, 0:nr] = alpha * Ap.Bp + beta * C, where C has row stride rs and unit
-// column stride, mr <= MR and nr <= NR. beta == 0 never reads C (NaN-safe). The accumulators of the
-// whole MR x NR tile live in registers for the entire kc loop; each step loads NR/L vectors of B and
-// broadcasts MR scalars of A (the BLIS layout for a row-major C tile). Since A is only ever broadcast,
-// its sliver may come in either of two layouts (the ROWS template flag):
-//   interleaved  Ap[k * MR + i]   (packed from column-major A by plain copies)
-//   row panel    Ap[i * lda + k]  (packed from row-major A by row copies: no transpose needed)
+// column stride, mr <= MR and nr <= NR. beta == 0 never reads C (NaN-safe). a_first says this is the
+// A sliver's first use (a prefetch hint). The accumulators of the whole MR x NR tile live in registers
+// for the entire kc loop; each step loads NR/L vectors of B and broadcasts MR scalars of A (the BLIS
+// layout for a row-major C tile). Since A is only ever broadcast, its sliver needs no packed layout:
+// it is read through a pitch `lda` in one of two shapes (the ROWS template flag):
+//   interleaved  A(i, k) = Ap[k * lda + i]  (packed: lda = MR; column-major A in place: its column stride)
+//   row panel    A(i, k) = Ap[i * lda + k]  (row-major A in place: its row stride; or a packed copy)
 // Private to the runtime.
 #pragma once
 

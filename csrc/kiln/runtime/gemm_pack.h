@@ -3,7 +3,8 @@
 // A sliver is W "lanes" (rows of A, or columns of B) by kc steps of the reduction dimension, written
 // as dst[k * W + lane]. Source element (lane, k) lives at src[lane * lane_stride + k * k_stride], so one
 // routine packs A slivers (lanes = rows) and B slivers (lanes = columns) of any layout. Lanes past
-// `lanes` are zero so an edge tile computes on zeros instead of garbage. Private to the runtime.
+// `lanes` are zero so an edge tile computes on zeros instead of garbage. (Row-major and column-major A
+// are mostly read in place by the kernels; see gemm.cpp.) Private to the runtime.
 #pragma once
 
 #include <cstdint>
@@ -79,10 +80,10 @@ __attribute__((always_inline)) inline void transpose16x16(__m512 r[16]) {
 }
 
 // float slivers with AVX-512: straight vector copies when lanes are contiguous, 16x16 register
-// transposes when the reduction dimension is contiguous (row-major A, column-major B).
+// transposes when the reduction dimension is contiguous (column-major B, as in x @ W^T).
 template <int W>
-__attribute__((noinline)) void pack_sliver_f32(const float* src, int64_t lane_stride, int64_t k_stride, int lanes, int64_t kc,
-                            float* __restrict dst) {
+__attribute__((noinline)) void pack_sliver_f32(const float* src, int64_t lane_stride, int64_t k_stride, int lanes,
+                                               int64_t kc, float* __restrict dst) {
   static_assert(W % 4 == 0, "sliver width must keep rows 16-byte aligned");
   constexpr int G = (W + 15) / 16;  // groups of 16 lanes
   if (lane_stride == 1) {
@@ -133,7 +134,7 @@ __attribute__((noinline)) void pack_sliver_f32(const float* src, int64_t lane_st
 #endif  // __AVX512F__
 
 // Row-panel A sliver: row i of the sliver is copied to dst[i * ld + 0 : kc]; rows past `rows` are
-// zero. Used when A's rows are contiguous, so packing is memcpy instead of a transpose.
+// zero. For the partial last sliver of row-major A, whose full slivers the kernels read in place.
 template <typename T, int MR>
 inline void pack_rows(const T* src, int64_t rs, int rows, int64_t kc, T* __restrict dst, int64_t ld) {
   for (int i = 0; i < rows; ++i) std::memcpy(dst + i * ld, src + i * rs, sizeof(T) * kc);
@@ -145,8 +146,7 @@ template <typename T, int W>
 inline void pack_sliver(const T* src, int64_t lane_stride, int64_t k_stride, int lanes, int64_t kc, T* dst) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float> && W % 4 == 0) {
-    pack_sliver_f32<W>(reinterpret_cast<const float*>(src), lane_stride, k_stride, lanes, kc,
-                       reinterpret_cast<float*>(dst));
+    pack_sliver_f32<W>(src, lane_stride, k_stride, lanes, kc, dst);
     return;
   }
 #endif

@@ -2,57 +2,91 @@
 //
 // Everything here is inline (the compiler must see it to vectorize) and follows PyTorch's eager
 // semantics exactly: NaN propagates through max/min/clamp/relu, integer division and modulo
-// round like Python's, and nothing assumes finite math.
+// round like Python's, and nothing assumes finite math. It includes no standard C++ header on
+// purpose: <cmath>, <algorithm> and <atomic> cost the compiler more than a whole graph's kernels,
+// so the math functions are the compiler's builtins (the same libm routines std:: calls).
 #pragma once
 #include <stdint.h>
-
-#include <algorithm>
-#include <atomic>
-#include <cmath>
-#include <limits>
-#include <memory>
-#include <type_traits>
 
 #include "kiln/runtime/kiln_runtime.h"
 
 namespace kiln_rt {
 
-template <class T> inline T relu(T x) { return std::isnan(x) ? x : (x > T(0) ? x : T(0)); }
-template <class T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
-template <class T> inline T silu(T x) { return x / (T(1) + std::exp(-x)); }
-template <class T> inline T gelu(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440))); }
+template <class T> struct is_fp { static constexpr bool value = false; };
+template <> struct is_fp<float> { static constexpr bool value = true; };
+template <> struct is_fp<double> { static constexpr bool value = true; };
+
+// ---- libm, by overload ---------------------------------------------------------------------------
+#define KILN_MATH1(name)                                                  \
+  inline float name(float x) { return __builtin_##name##f(x); }          \
+  inline double name(double x) { return __builtin_##name(x); }
+#define KILN_MATH2(name)                                                  \
+  inline float name(float x, float y) { return __builtin_##name##f(x, y); } \
+  inline double name(double x, double y) { return __builtin_##name(x, y); }
+KILN_MATH1(exp) KILN_MATH1(exp2) KILN_MATH1(expm1) KILN_MATH1(log) KILN_MATH1(log2) KILN_MATH1(log1p)
+KILN_MATH1(sqrt) KILN_MATH1(sin) KILN_MATH1(cos) KILN_MATH1(tan) KILN_MATH1(tanh) KILN_MATH1(erf)
+KILN_MATH1(floor) KILN_MATH1(ceil) KILN_MATH1(trunc) KILN_MATH1(nearbyint) KILN_MATH1(fabs)
+KILN_MATH2(fmod) KILN_MATH2(pow) KILN_MATH2(atan2)
+#undef KILN_MATH1
+#undef KILN_MATH2
+
+template <class T> inline bool isnan_(T x) {
+  if constexpr (is_fp<T>::value) return __builtin_isnan(x); else return false;
+}
+template <class T> inline T iabs(T x) { return x < 0 ? -x : x; }
+inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+template <class T> inline T infinity() {
+  if constexpr (sizeof(T) == 4) return __builtin_inff(); else return __builtin_inf();
+}
+template <class T> inline T quiet_nan() {
+  if constexpr (sizeof(T) == 4) return __builtin_nanf(""); else return __builtin_nan("");
+}
+template <class T> inline T lowest() {
+  if constexpr (is_fp<T>::value) return -infinity<T>();
+  else if constexpr (sizeof(T) == 1) return T(0);  // bool
+  else if constexpr (sizeof(T) == 4) return T(INT32_MIN);
+  else return T(INT64_MIN);
+}
+template <class T> inline T highest() {
+  if constexpr (is_fp<T>::value) return infinity<T>();
+  else if constexpr (sizeof(T) == 1) return T(1);  // bool
+  else if constexpr (sizeof(T) == 4) return T(INT32_MAX);
+  else return T(INT64_MAX);
+}
+
+// ---- activations ---------------------------------------------------------------------------------
+template <class T> inline T relu(T x) { return isnan_(x) ? x : (x > T(0) ? x : T(0)); }
+template <class T> inline T sigmoid(T x) { return T(1) / (T(1) + exp(-x)); }
+template <class T> inline T silu(T x) { return x / (T(1) + exp(-x)); }
+template <class T> inline T gelu(T x) { return T(0.5) * x * (T(1) + erf(x * T(0.70710678118654752440))); }
 template <class T> inline T gelu_tanh(T x) {
   const T k = T(0.79788456080286535588);  // sqrt(2/pi)
-  return T(0.5) * x * (T(1) + std::tanh(k * (x + T(0.044715) * x * x * x)));
+  return T(0.5) * x * (T(1) + tanh(k * (x + T(0.044715) * x * x * x)));
 }
-template <class T> inline T rsqrt(T x) { return T(1) / std::sqrt(x); }
+template <class T> inline T rsqrt(T x) { return T(1) / sqrt(x); }
 template <class T> inline T reciprocal(T x) { return T(1) / x; }
 template <class T> inline T sign(T x) {
-  if constexpr (std::is_floating_point_v<T>) {
-    if (std::isnan(x)) return x;
-  }
+  if (isnan_(x)) return x;
   return T((T(0) < x) - (x < T(0)));
 }
-template <class T> inline T round_half_even(T x) { return std::nearbyint(x); }
-template <class T> inline bool isnan_(T x) {
-  if constexpr (std::is_floating_point_v<T>) return std::isnan(x); else return false;
-}
+template <class T> inline T round_half_even(T x) { return nearbyint(x); }
+
+// ---- NaN-propagating binary ops ------------------------------------------------------------------
 template <class T> inline T maximum(T a, T b) {
-  if constexpr (std::is_floating_point_v<T>) {
-    if (std::isnan(a) || std::isnan(b)) return std::numeric_limits<T>::quiet_NaN();
-  }
+  if (isnan_(a) || isnan_(b)) return quiet_nan<T>();
   return a > b ? a : b;
 }
 template <class T> inline T minimum(T a, T b) {
-  if constexpr (std::is_floating_point_v<T>) {
-    if (std::isnan(a) || std::isnan(b)) return std::numeric_limits<T>::quiet_NaN();
-  }
+  if (isnan_(a) || isnan_(b)) return quiet_nan<T>();
   return a < b ? a : b;
 }
-// Python's floor division and modulo (ATen's div(rounding_mode='floor') and remainder).
+
+// ---- Python's integer and float division/modulo ---------------------------------------------------
 template <class T> inline T floordiv(T a, T b) {
-  if constexpr (std::is_floating_point_v<T>) {
-    return std::floor(a / b);
+  if constexpr (is_fp<T>::value) {
+    return floor(a / b);
   } else {
     if (b == 0) return 0;  // ATen raises; kiln's entry guards integer division by zero upstream
     T q = a / b;
@@ -61,12 +95,12 @@ template <class T> inline T floordiv(T a, T b) {
   }
 }
 template <class T> inline T truncdiv(T a, T b) {
-  if constexpr (std::is_floating_point_v<T>) return std::trunc(a / b);
+  if constexpr (is_fp<T>::value) return trunc(a / b);
   else return b == 0 ? 0 : a / b;
 }
 template <class T> inline T remainder(T a, T b) {
-  if constexpr (std::is_floating_point_v<T>) {
-    T r = std::fmod(a, b);
+  if constexpr (is_fp<T>::value) {
+    T r = fmod(a, b);
     if (r != T(0) && ((r < T(0)) != (b < T(0)))) r += b;
     return r;
   } else {
@@ -77,12 +111,12 @@ template <class T> inline T remainder(T a, T b) {
   }
 }
 template <class T> inline T fmod_(T a, T b) {
-  if constexpr (std::is_floating_point_v<T>) return std::fmod(a, b);
+  if constexpr (is_fp<T>::value) return fmod(a, b);
   else return b == 0 ? 0 : a % b;
 }
 template <class T> inline T pow_(T a, T b) {
-  if constexpr (std::is_floating_point_v<T>) {
-    return std::pow(a, b);
+  if constexpr (is_fp<T>::value) {
+    return pow(a, b);
   } else {
     if (b < 0) return a == 1 ? 1 : (a == -1 ? ((b & 1) ? -1 : 1) : 0);
     T r = 1;
@@ -94,37 +128,43 @@ template <class T> inline T pow_(T a, T b) {
     return r;
   }
 }
-// Reduction steps that keep NaN (eager's max/min return NaN when any element is NaN).
+
+// ---- reduction steps that keep NaN (eager's max/min return NaN when any element is NaN) ----------
 template <class T> inline T max_step(T acc, T x) {
-  if constexpr (std::is_floating_point_v<T>) return (x > acc || std::isnan(x)) && !std::isnan(acc) ? x : acc;
+  if constexpr (is_fp<T>::value) return (x > acc || isnan_(x)) && !isnan_(acc) ? x : acc;
   else return x > acc ? x : acc;
 }
 template <class T> inline T min_step(T acc, T x) {
-  if constexpr (std::is_floating_point_v<T>) return (x < acc || std::isnan(x)) && !std::isnan(acc) ? x : acc;
+  if constexpr (is_fp<T>::value) return (x < acc || isnan_(x)) && !isnan_(acc) ? x : acc;
   else return x < acc ? x : acc;
 }
-template <class T> inline T lowest() {
-  if constexpr (std::is_floating_point_v<T>) return -std::numeric_limits<T>::infinity();
-  else return std::numeric_limits<T>::lowest();
-}
-template <class T> inline T highest() {
-  if constexpr (std::is_floating_point_v<T>) return std::numeric_limits<T>::infinity();
-  else return std::numeric_limits<T>::max();
-}
 
-// Index checks: a bad index is recorded (the entry function then fails with a message) and
-// replaced by 0 so the kernel never reads out of bounds.
-inline std::atomic<int>& index_error_flag() {
-  static std::atomic<int> flag{0};
+// ---- index checks --------------------------------------------------------------------------------
+// A bad index is recorded (the entry function then fails with a message) and replaced by 0 so the
+// kernel never reads out of bounds.
+inline int& index_error_flag() {
+  static int flag = 0;
   return flag;
 }
+inline void clear_index_error() { __atomic_store_n(&index_error_flag(), 0, __ATOMIC_RELAXED); }
+inline bool index_error() { return __atomic_load_n(&index_error_flag(), __ATOMIC_RELAXED) != 0; }
 inline int64_t checked_index(int64_t i, int64_t size) {
   if (i < 0) i += size;
   if (i < 0 || i >= size) {
-    index_error_flag().store(1, std::memory_order_relaxed);
+    __atomic_store_n(&index_error_flag(), 1, __ATOMIC_RELAXED);
     return 0;
   }
   return i;
 }
+
+// ---- scratch rows --------------------------------------------------------------------------------
+// A thread's scratch row for a kernel-local value too large for the stack.
+template <class T> struct Row {
+  T* data;
+  explicit Row(int64_t n) : data(static_cast<T*>(__builtin_malloc(sizeof(T) * static_cast<uint64_t>(n > 0 ? n : 1)))) {}
+  ~Row() { __builtin_free(data); }
+  Row(const Row&) = delete;
+  Row& operator=(const Row&) = delete;
+};
 
 }  // namespace kiln_rt
