@@ -23,11 +23,14 @@ _graph_ids = itertools.count()
 
 def _tensor_dtypes_ok(node) -> bool:
     vals = [meta_val(node)] + [meta_val(a) for a in node.all_input_nodes]
+    dtypes = []
     for v in vals:
         for t in (v if isinstance(v, (list, tuple)) else [v]):
-            if isinstance(t, torch.Tensor) and (t.device.type != "cpu" or not _C.dtype_supported(t.dtype)):
-                return False
-    return True
+            if isinstance(t, torch.Tensor):
+                if t.device.type != "cpu" or not _C.dtype_supported(t.dtype):
+                    return False
+                dtypes.append(t.dtype)
+    return _C.supports_dtypes(target_name(node), dtypes)
 
 
 def unsupported_reason(node) -> str | None:
@@ -79,16 +82,19 @@ def compile_aten_graph(gm: torch.fx.GraphModule, example_inputs, *, opts: Option
         _C.set_num_threads(torch.get_num_threads())
     name = f"graph{next(_graph_ids)}_{kind}"
     reasons = {}
+    has_constants = False
     for n in gm.graph.nodes:
         r = unsupported_reason(n)
+        has_constants = has_constants or n.op == "get_attr"
         if r is not None:
             reasons.setdefault(r, n)
-    if not reasons:
+    if not reasons and not has_constants:
         runner = compile_graph(gm, opts, name)
         if runner is not None:
             return _boxed(runner)
         return _boxed(gm.forward)
 
+    # Tensor constants (get_attr) stay outside the partitions, which take them as inputs.
     for r in reasons:
         api.fallback_ops[r] += 1
         log_once(f"fallback:{r}", f"kiln: {r} is not supported; it runs eagerly")

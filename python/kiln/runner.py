@@ -65,8 +65,8 @@ class KilnGraph:
             return self.fallback(*args)
         for j, (sizes, strides, alias) in enumerate(layouts):
             if alias is not None:
-                base = inputs[alias[0]]
-                outs[j] = torch.as_strided(base, sizes, strides, base.storage_offset() + alias[1])
+                base = inputs[alias[1]] if alias[0] == "input" else outs[alias[1]]
+                outs[j] = torch.as_strided(base, sizes, strides, base.storage_offset() + alias[2])
         result = []
         env = None
         for kind, v in imp.outputs:
@@ -76,10 +76,16 @@ class KilnGraph:
                 result.append(args[v])
             elif kind == "const":
                 result.append(v)
-            else:  # a size expression
+            else:  # a size expression, evaluated with this call's symbol values
                 if env is None:
-                    env = {sympy.Symbol(s): val for s, val in zip(imp.symbols, syms)}
-                result.append(int(v.node.expr.xreplace(env)) if isinstance(v, torch.SymInt) else v)
+                    env = dict(zip(imp.symbols, syms))
+                if isinstance(v, torch.SymInt):
+                    expr = v.node.expr
+                    # Substitute the expression's own Symbol objects: they carry PyTorch's assumptions.
+                    expr = expr.xreplace({s: sympy.Integer(env[str(s)]) for s in expr.free_symbols})
+                    result.append(int(expr))
+                else:
+                    result.append(v)
         return result
 
 

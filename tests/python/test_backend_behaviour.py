@@ -103,9 +103,6 @@ def test_dynamic_compiles_once_for_two_sequence_lengths():
     assert st.delta["calls"] == 2, st.delta
 
 
-@pytest.mark.xfail(reason="kiln bug: mean over a dynamic dim imports as full(value=<s0>) and the IR verifier "
-                          "(on in tests: KILN_VERIFY=1) rejects it: '[kiln internal error] verify: full: attribute "
-                          "'value' has the wrong kind'", strict=True)
 def test_dynamic_mean_over_the_dynamic_dim_runs_in_kiln():
     compiled = torch.compile(lambda x: x.mean(1) * 2, backend="kiln", dynamic=True)
     g = torch.Generator().manual_seed(4)
@@ -143,9 +140,6 @@ def test_dynamic_with_grad_compiles_forward_and_backward_once():
     _dynamic_grad_check(_attn_like, [(6, 8), (11, 8)], w)
 
 
-@pytest.mark.xfail(reason="kiln bug: with two size symbols the forward graph returns the size expression "
-                          "s0*s1 for the backward, and kiln/runner.py cannot evaluate it (TypeError: Cannot "
-                          "convert symbols to int)", strict=True)
 def test_dynamic_with_grad_batched_matmul():
     w = torch.randn(8, 8, generator=torch.Generator().manual_seed(3)).requires_grad_()
     _dynamic_grad_check(_attn_like, [(3, 6, 8), (3, 11, 8)], w)

@@ -91,8 +91,6 @@ def test_out_of_range_embedding_raises():
     _check_embedding_raises([11, 1000, -12])
 
 
-@pytest.mark.xfail(reason="kiln bug: F.embedding (aten.embedding) wraps negative indices like weight[idx] does; "
-                          "eager raises IndexError for any index < 0", strict=True)
 def test_negative_embedding_index_raises():
     _check_embedding_raises([-1])
 

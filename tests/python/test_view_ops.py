@@ -127,8 +127,6 @@ def test_views_of_an_output_share_its_storage_with_grad():
     _assert_outputs_share_storage(got)
 
 
-@pytest.mark.xfail(reason="kiln bug: in an inference graph, an output that is a view of another output comes back "
-                          "as a separate copy (eager, aot_eager and inductor return views sharing storage)", strict=True)
 def test_views_of_an_output_share_its_storage_inference():
     x = torch.randn(4, 6)
     got, _, _ = run_compiled(_output_and_its_views, x)

@@ -134,6 +134,11 @@ NB_MODULE(_C, m) {
 
   m.def("supports", &AtenImporter::supports);
   m.def("supported_targets", &AtenImporter::supported_targets);
+  m.def("supports_dtypes", [](const std::string& target, nb::list dtypes) {
+    std::vector<DType> ds;
+    for (nb::handle h : dtypes) ds.push_back(dtype_of(h));
+    return AtenImporter::supports_dtypes(target, ds);
+  });
   m.def("dtype_supported", [](nb::handle dtype) {
     try {
       dtype_of(dtype);
@@ -168,7 +173,7 @@ NB_MODULE(_C, m) {
              if (!a) return nb::none();
              SymBindings env;
              for (size_t i = 0; i < c.graph().symbols.size(); ++i) env[c.graph().symbols[i]] = syms.at(i);
-             return nb::make_tuple(a->input, a->offset.eval(env));
+             return nb::make_tuple(a->of_output ? "output" : "input", a->input, a->offset.eval(env));
            })
       .def("output_dtype", [](const CompiledGraph& c, size_t j) {
         return std::string(dtype_name(c.graph().type(c.graph().outputs().at(j).value).dtype));

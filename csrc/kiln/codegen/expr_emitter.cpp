@@ -108,8 +108,10 @@ std::string ExprEmitter::compute(const Node& n, const std::vector<SymExpr>& coor
         std::vector<SymExpr> ic(coords.begin(), coords.begin() + static_cast<long>(r));
         std::string raw = value(index, ic);
         std::string row = "r" + std::to_string(temps_++);
+        // x[idx] wraps negative indices like Python; F.embedding rejects them.
+        bool wrap = !n.has_attr("wrap_negative") || n.attr_bool("wrap_negative");
         line(str_cat("const int64_t ", row, " = kiln_rt::checked_index(static_cast<int64_t>(", raw, "), ",
-                     idx(g_.type(data).sizes[0]), ");"));
+                     idx(g_.type(data).sizes[0]), ", ", wrap ? "true" : "false", ");"));
         std::vector<SymExpr> dc{SymExpr::symbol(row)};
         dc.insert(dc.end(), coords.begin() + static_cast<long>(r), coords.end());
         return value(data, dc);
@@ -245,6 +247,7 @@ std::string ExprEmitter::pointwise(const Node& n, const std::vector<std::string>
     case Op::bitwise_or: return infix("|");
     case Op::bitwise_xor: return infix("^");
     case Op::where: return str_cat("(", a[0], " ? ", a[1], " : ", a[2], ")");
+    case Op::fma: return is_floating(in_t) ? call("kiln_rt::fma") : str_cat("(", a[0], " * ", a[1], " + ", a[2], ")");
     default: break;
   }
   throw InternalError(str_cat("no C++ spelling for ", op_name(n.op)));

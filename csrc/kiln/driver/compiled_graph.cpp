@@ -44,7 +44,11 @@ std::string metadata_text(const Graph& g, const KernelPlan& plan) {
   for (size_t j = 0; j < plan.output_alias.size(); ++j) {
     const auto& a = plan.output_alias[j];
     if (!a) continue;
-    os << "alias " << j << " " << g.value(a->base).input << " " << a->offset.str();
+    // "i N": a view of graph input N; "o N": a view of graph output N (computed by this call).
+    const ValueInfo& base = g.value(a->base);
+    bool of_input = base.input >= 0;
+    int32_t index = of_input ? base.input : plan.storage[static_cast<size_t>(a->base)].index;
+    os << "alias " << j << " " << (of_input ? "i " : "o ") << index << " " << a->offset.str();
     for (const auto& s : a->strides) os << " " << s.str();
     os << "\n";
   }
@@ -137,8 +141,9 @@ std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, con
     } else if (kind == "alias") {
       size_t j;
       OutputAlias a;
-      std::string off, st;
-      ls >> j >> a.input >> off;
+      std::string off, st, kind_of_base;
+      ls >> j >> kind_of_base >> a.input >> off;
+      a.of_output = kind_of_base == "o";
       a.offset = parse_sym_expr(off);
       while (ls >> st) a.strides.push_back(parse_sym_expr(st));
       KILN_CHECK(j < cg->aliases_.size(), "bad alias metadata");

@@ -22,7 +22,8 @@ struct CompileOptions {
 };
 
 struct OutputAlias {
-  int32_t input = -1;  // graph input it views
+  int32_t input = -1;  // graph input (or output, when of_output) it views
+  bool of_output = false;
   SymExpr offset;
   std::vector<SymExpr> strides;
 };

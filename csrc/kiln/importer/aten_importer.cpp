@@ -29,6 +29,21 @@ const std::map<std::string, LoweringRule>& lowering_rules() {
 
 bool AtenImporter::supports(const std::string& target) { return lowering_rules().count(target) != 0; }
 
+bool AtenImporter::supports_dtypes(const std::string& target, const std::vector<DType>& dtypes) {
+  static const char* float_only[] = {"aten.mm.default", "aten.bmm.default", "aten.addmm.default", "aten.baddbmm.default",
+                                     "aten.embedding_dense_backward.default", "aten.index_put.default",
+                                     "aten._unsafe_index_put.default"};
+  for (const char* t : float_only) {
+    if (target != t) continue;
+    // Index tensors are integers; every other tensor must be floating.
+    int floats = 0;
+    for (DType d : dtypes) floats += is_floating(d);
+    if (target.find("index_put") != std::string::npos || target.find("embedding") != std::string::npos) return floats > 0;
+    return floats == static_cast<int>(dtypes.size());
+  }
+  return true;
+}
+
 std::vector<std::string> AtenImporter::supported_targets() {
   std::vector<std::string> v;
   for (const auto& [k, _] : lowering_rules()) v.push_back(k);

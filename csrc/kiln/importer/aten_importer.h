@@ -46,6 +46,9 @@ class AtenImporter {
 
   // Whether `target` (e.g. "aten.add.Tensor") has a lowering at all.
   static bool supports(const std::string& target);
+  // Whether kiln lowers `target` for these tensor dtypes (inputs and results): matrix products and
+  // scatter-adds take floating point only.
+  static bool supports_dtypes(const std::string& target, const std::vector<DType>& dtypes);
   static std::vector<std::string> supported_targets();
 
  private:

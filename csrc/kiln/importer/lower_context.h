@@ -33,6 +33,7 @@ class LowerContext {
 
   // ---- results ---------------------------------------------------------------------------------
   const AtenResult& result(size_t i = 0) const;
+  size_t num_results() const { return results_.size(); }
   DType out_dtype(size_t i = 0) const { return result(i).dtype; }
   const std::vector<SymExpr>& out_sizes(size_t i = 0) const { return result(i).sizes; }
 

@@ -56,11 +56,11 @@ std::vector<ValueId> lower_index(LowerContext& c) {
     c.unsupported("only a single index tensor on dim 0 is supported");
   ValueId idx = list.list[0].tensor;
   if (c.type(idx).dtype == DType::Bool) c.unsupported("boolean mask indexing is not supported");
-  return {c.node(Op::index_rows, {x, idx})};
+  return {c.node(Op::index_rows, {x, idx}, {{"wrap_negative", true}})};
 }
 
 std::vector<ValueId> lower_embedding(LowerContext& c) {
-  return {c.node(Op::index_rows, {c.tensor(0), c.tensor(1)})};
+  return {c.node(Op::index_rows, {c.tensor(0), c.tensor(1)}, {{"wrap_negative", false}})};
 }
 
 ValueId index_add(LowerContext& c, ValueId idx, ValueId src, const SymExpr& rows, int64_t padding_idx,

@@ -131,7 +131,7 @@ void register_pointwise_rules(Rules& r) {
       {"remainder", Op::remainder}, {"fmod", Op::fmod}, {"atan2", Op::atan2}, {"bitwise_and", Op::bitwise_and},
       {"bitwise_or", Op::bitwise_or}, {"bitwise_xor", Op::bitwise_xor}};
   for (auto [name, op] : binary) {
-    for (const char* ov : {"Tensor", "Scalar", "default"}) r[str_cat("aten.", name, ".", ov)] = arith(op, {0, 1});
+    for (const char* ov : {"Tensor", "Scalar", "default", "Scalar_Tensor"}) r[str_cat("aten.", name, ".", ov)] = arith(op, {0, 1});
   }
   for (const char* ov : {"Tensor", "Scalar"}) {
     r[str_cat("aten.add.", ov)] = add_like(Op::add);
@@ -165,6 +165,17 @@ void register_pointwise_rules(Rules& r) {
   r["aten.masked_fill.Scalar"] = lower_masked_fill;
   r["aten.masked_fill.Tensor"] = lower_masked_fill;
   r["aten.clamp.default"] = lower_clamp;
+  r["aten.hardtanh.default"] = [](LowerContext& c) -> std::vector<ValueId> {
+    DType t = c.out_dtype();
+    ValueId x = c.operand(0, t, c.out_sizes());
+    AtenArg lo, hi;
+    lo.kind = hi.kind = AtenArg::Kind::Float;
+    lo.f = c.has(1) ? c.float_arg(1) : -1.0;
+    hi.f = c.has(2) ? c.float_arg(2) : 1.0;
+    x = c.node(Op::maximum, {x, c.operand(lo, t, c.out_sizes())});
+    return {c.node(Op::minimum, {x, c.operand(hi, t, c.out_sizes())})};
+  };
+  r["prims.fma.default"] = arith(Op::fma, {0, 1, 2});
   r["aten.clamp.Tensor"] = lower_clamp;
   r["aten.clamp_min.default"] = lower_clamp;
   r["aten.clamp_max.default"] = [](LowerContext& c) -> std::vector<ValueId> {

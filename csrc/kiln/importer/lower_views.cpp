@@ -62,6 +62,23 @@ std::vector<ValueId> lower_select(LowerContext& c) {
   return {c.node(Op::select, {x}, {{"dim", d}, {"index", index}})};
 }
 
+// split/split_with_sizes: consecutive slices along dim, one per result.
+std::vector<ValueId> lower_split(LowerContext& c) {
+  ValueId x = c.tensor(0);
+  int64_t d = c.wrap_dim(c.int_arg(2, 0), c.rank(x));
+  std::vector<ValueId> out;
+  SymExpr start(0);
+  for (size_t i = 0; i < c.num_results(); ++i) {
+    SymExpr len = c.result(i).sizes[static_cast<size_t>(d)];
+    if (start.is_const(0) && len == c.type(x).sizes[static_cast<size_t>(d)])
+      out.push_back(x);
+    else
+      out.push_back(c.node(Op::slice, {x}, {{"dim", d}, {"start", start}, {"step", int64_t{1}}, {"length", len}}));
+    start = start + len;
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_view_rules(Rules& r) {
@@ -76,6 +93,8 @@ void register_view_rules(Rules& r) {
   r["aten.expand_as.default"] = lower_expand;
   r["aten.slice.Tensor"] = lower_slice;
   r["aten.select.int"] = lower_select;
+  r["aten.split_with_sizes.default"] = lower_split;
+  r["aten.split.Tensor"] = lower_split;
 }
 
 }  // namespace kiln

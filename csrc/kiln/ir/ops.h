@@ -76,6 +76,7 @@ enum class OpKind : uint8_t {
   X(bitwise_xor, Pointwise, 2, true)               \
   /* pointwise ternary */                          \
   X(where, Pointwise, 3, false)                    \
+  X(fma, Pointwise, 3, false) /* a*b+c, one rounding */ \
   /* sources: result type gives the shape */      \
   X(full, Source, 0, false)   /* {value} */        \
   X(iota, Source, 0, false)   /* {dim,start,step} */ \

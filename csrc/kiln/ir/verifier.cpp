@@ -33,7 +33,7 @@ struct AttrRule {
 std::vector<AttrRule> rules_for(Op op) {
   switch (op) {
     case Op::cast: return {{"dtype", kDType}};
-    case Op::full: return {{"value", kScalar}, {"dtype", kDType}, {"sizes", kSizes}};
+    case Op::full: return {{"value", kScalar | kSym}, {"dtype", kDType}, {"sizes", kSizes}};
     case Op::iota: return {{"dim", kInt}, {"start", kScalar | kSym}, {"step", kScalar | kSym}, {"dtype", kDType},
                            {"sizes", kSizes}};
     case Op::permute: return {{"dims", kInts}};

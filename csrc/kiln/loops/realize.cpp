@@ -97,6 +97,24 @@ void decide_realization(const Graph& g, const std::vector<bool>& alias_ok, Kerne
   }
   for (size_t j = 0; j < g.outputs().size(); ++j)
     if (!plan.output_alias[j]) plan.realized[static_cast<size_t>(g.outputs()[j].value)] = true;
+  // A view output of a value that another output stores is a view of that output, as in eager.
+  assign_storage(g, plan);
+  for (size_t j = 0; j < g.outputs().size(); ++j) {
+    ValueId v = g.outputs()[j].value;
+    const Node* n = g.producer(v);
+    if (plan.output_alias[j] || j >= alias_ok.size() || !alias_ok[j] || !n || op_kind(n->op) != OpKind::View) continue;
+    std::vector<bool> others = plan.realized;
+    others[static_cast<size_t>(v)] = false;
+    auto lay = affine_layout(g, others, plan.storage, v);
+    if (!lay || lay->base == v) continue;
+    const Storage& bs = plan.storage[static_cast<size_t>(lay->base)];
+    if (bs.kind != Storage::Kind::Output || bs.index == static_cast<int32_t>(j)) continue;
+    plan.output_alias[j] = lay;
+    bool stored_for_other_output = false;
+    for (size_t k = 0; k < g.outputs().size(); ++k)
+      if (k != j && !plan.output_alias[k] && g.outputs()[k].value == v) stored_for_other_output = true;
+    if (!stored_for_other_output) plan.realized[static_cast<size_t>(v)] = false;
+  }
   for (const Node& n : g.nodes())
     if (op_kind(n.op) == OpKind::Reduction || op_kind(n.op) == OpKind::Extern)
       plan.realized[static_cast<size_t>(n.result)] = true;

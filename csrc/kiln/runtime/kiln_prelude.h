@@ -27,6 +27,8 @@ KILN_MATH1(exp) KILN_MATH1(exp2) KILN_MATH1(expm1) KILN_MATH1(log) KILN_MATH1(lo
 KILN_MATH1(sqrt) KILN_MATH1(sin) KILN_MATH1(cos) KILN_MATH1(tan) KILN_MATH1(tanh) KILN_MATH1(erf)
 KILN_MATH1(floor) KILN_MATH1(ceil) KILN_MATH1(trunc) KILN_MATH1(nearbyint) KILN_MATH1(fabs)
 KILN_MATH2(fmod) KILN_MATH2(pow) KILN_MATH2(atan2)
+inline float fma(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+inline double fma(double a, double b, double c) { return __builtin_fma(a, b, c); }
 #undef KILN_MATH1
 #undef KILN_MATH2
 
@@ -67,10 +69,8 @@ template <class T> inline T gelu_tanh(T x) {
 }
 template <class T> inline T rsqrt(T x) { return T(1) / sqrt(x); }
 template <class T> inline T reciprocal(T x) { return T(1) / x; }
-template <class T> inline T sign(T x) {
-  if (isnan_(x)) return x;
-  return T((T(0) < x) - (x < T(0)));
-}
+// Eager's sign(NaN) is 0: both comparisons are false.
+template <class T> inline T sign(T x) { return T((T(0) < x) - (x < T(0))); }
 template <class T> inline T round_half_even(T x) { return nearbyint(x); }
 
 // ---- NaN-propagating binary ops ------------------------------------------------------------------
@@ -148,8 +148,8 @@ inline int& index_error_flag() {
 }
 inline void clear_index_error() { __atomic_store_n(&index_error_flag(), 0, __ATOMIC_RELAXED); }
 inline bool index_error() { return __atomic_load_n(&index_error_flag(), __ATOMIC_RELAXED) != 0; }
-inline int64_t checked_index(int64_t i, int64_t size) {
-  if (i < 0) i += size;
+inline int64_t checked_index(int64_t i, int64_t size, bool wrap_negative) {
+  if (i < 0 && wrap_negative) i += size;
   if (i < 0 || i >= size) {
     __atomic_store_n(&index_error_flag(), 1, __ATOMIC_RELAXED);
     return 0;
