@@ -93,6 +93,7 @@ Graph every_op_graph() {
   for (Op op : {Op::logical_and, Op::logical_or, Op::logical_xor}) add(g, op, {b, lt});
   for (Op op : {Op::bitwise_and, Op::bitwise_or, Op::bitwise_xor}) add(g, op, {i, i});
   ValueId w = add(g, Op::where, {b, x, y}, {}, "origin with # and // and \\ and\nnewline");
+  add(g, Op::fma, {x, y, x});
 
   // Every attribute kind, floats at the edges of their text form.
   double floats[] = {0.5, -0.0, 0.1, 1e-300, 1e20, 3.0, std::numeric_limits<double>::infinity(),
