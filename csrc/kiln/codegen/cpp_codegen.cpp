@@ -12,6 +12,7 @@ namespace kiln {
 namespace {
 
 constexpr int64_t kSumBlock = 4096;  // elements per partial sum: keeps long rows accurate
+constexpr int64_t kLanes = 16;       // independent accumulators per reduction: one AVX-512 vector of floats
 
 std::string ptr_type(DType t) { return std::string(dtype_c_type(t)) + "*"; }
 
@@ -112,29 +113,74 @@ struct Gen {
     e.line(str_cat("using acc_t = ", acc_t, ";"));
     e.line(str_cat("const acc_t acc_init = static_cast<acc_t>(", init, ");"));
     e.line("acc_t acc = acc_init;");
-    if (arg) e.line("int64_t best = 0;");
-    bool blocked = n.op == Op::sum && is_floating(rt) && !s.inner_dims.empty();
-    loops_open(e, s, s.domain, 0, blocked);
     auto coords = domain_coords(s);
-    std::string x = e.value(n.inputs[0], coords);
-    std::string xs = rt == in_t || arg ? x : str_cat("static_cast<acc_t>(", x, ")");
-    if (arg) {
-      // Linear position within the reduced dims (argmax/argmin reduce exactly one dim).
-      std::string pos = "i0";
-      bool better_max = n.op == Op::argmax;
-      e.line(str_cat("if (", better_max ? "(" + xs + " > acc" : "(" + xs + " < acc", " || kiln_rt::isnan_(", xs,
-                     ")) && !kiln_rt::isnan_(acc)) { acc = ", xs, "; best = ", pos, "; }"));
-    } else if (blocked) {
-      e.line(str_cat("{ const acc_t x = ", xs, "; blk = blk + x; }"));
+    auto element = [&]() {
+      std::string x = e.value(n.inputs[0], coords);
+      return rt == in_t || arg ? x : str_cat("static_cast<acc_t>(", x, ")");
+    };
+    if (arg || s.inner_dims.empty()) {
+      // argmax/argmin keep the first position of the best value: a plain sequential loop.
+      if (arg) e.line("int64_t best = 0;");
+      loops_open(e, s, s.domain, 0, false);
+      std::string xs = element();
+      if (arg) {
+        bool better_max = n.op == Op::argmax;
+        e.line(str_cat("if (", better_max ? "(" + xs + " > acc" : "(" + xs + " < acc", " || kiln_rt::isnan_(", xs,
+                       ")) && !kiln_rt::isnan_(acc)) { acc = ", xs, "; best = i0; }"));
+      } else {
+        e.line(str_cat("{ const acc_t x = ", xs, "; acc = ", step, "; }"));
+      }
+      for (size_t k = 0; k < s.inner_dims.size(); ++k) e.close();
     } else {
-      e.line(str_cat("{ const acc_t x = ", xs, "; acc = ", step, "; }"));
-    }
-    for (size_t k = 0; k < s.inner_dims.size(); ++k) {
+      // kLanes independent accumulators over the innermost reduced dim: the lane loop vectorizes
+      // without reassociating any single accumulator, and float sums add blocks of kSumBlock
+      // elements into the lanes so long rows keep eager's accuracy.
+      size_t last = s.inner_dims.size() - 1;
+      std::string iv = "i" + std::to_string(last);
+      std::string len = idx(s.domain[static_cast<size_t>(s.inner_dims[last])]);
+      bool blocked = n.op == Op::sum && is_floating(rt);
+      auto lane_step = [&](const std::string& lane) {
+        return str_cat("{ const acc_t x = ", element(), "; ", lane, " = ",
+                       step.substr(0, step.find("acc")) + lane + step.substr(step.find("acc") + 3), "; }");
+      };
+      e.line(str_cat("acc_t lanes[", kLanes, "];"));
+      e.line(str_cat("for (int l = 0; l < ", kLanes, "; ++l) lanes[l] = acc_init;"));
+      for (size_t k = 0; k < last; ++k) {
+        std::string v = "i" + std::to_string(k);
+        e.open(str_cat("for (int64_t ", v, " = 0; ", v, " < ", idx(s.domain[static_cast<size_t>(s.inner_dims[k])]), "; ++", v, ") {"));
+      }
+      std::string lanes = "lanes";
+      std::string begin = "0", end = len;
+      if (blocked) {
+        e.open(str_cat("for (int64_t ", iv, "B = 0; ", iv, "B < ", len, "; ", iv, "B += ", kSumBlock, ") {"));
+        e.line(str_cat("const int64_t ", iv, "E = kiln_rt::min_i64(", iv, "B + ", kSumBlock, ", ", len, ");"));
+        e.line(str_cat("acc_t part[", kLanes, "];"));
+        e.line(str_cat("for (int l = 0; l < ", kLanes, "; ++l) part[l] = acc_init;"));
+        lanes = "part";
+        begin = iv + "B";
+        end = iv + "E";
+      }
+      e.line(str_cat("const int64_t ", iv, "T = ", end, " - (", end, " - ", begin, ") % ", kLanes, ";"));
+      e.open(str_cat("for (int64_t ", iv, "b = ", begin, "; ", iv, "b < ", iv, "T; ", iv, "b += ", kLanes, ") {"));
+      e.open(str_cat("for (int64_t l = 0; l < ", kLanes, "; ++l) {"));
+      e.line(str_cat("const int64_t ", iv, " = ", iv, "b + l;"));
+      e.line(lane_step(lanes + "[l]"));
       e.close();
-      if (blocked && k == 0) {
-        e.line("acc = acc + blk;");
+      e.close();
+      e.open(str_cat("for (int64_t ", iv, " = ", iv, "T; ", iv, " < ", end, "; ++", iv, ") {"));
+      e.line(lane_step(lanes + "[0]"));
+      e.close();
+      if (blocked) {
+        e.line(str_cat("for (int l = 0; l < ", kLanes, "; ++l) lanes[l] = lanes[l] + part[l];"));
         e.close();
       }
+      for (size_t k = 0; k < last; ++k) e.close();
+      // Pairwise combination of the lanes.
+      std::string comb = step.substr(0, step.find("acc")) + "lanes[l]" + step.substr(step.find("acc") + 3);
+      std::string x_is = "lanes[l + w]";
+      e.line(str_cat("for (int w = ", kLanes / 2, "; w > 0; w /= 2)"));
+      e.line(str_cat("  for (int l = 0; l < w; ++l) { const acc_t x = ", x_is, "; lanes[l] = ", comb, "; }"));
+      e.line("{ const acc_t x = lanes[0]; acc = " + step + "; }");
     }
     // Result coordinates: kept dims follow the outer loops; keepdim's reduced dims are 0.
     std::vector<SymExpr> rc;

@@ -23,13 +23,45 @@ template <> struct is_fp<double> { static constexpr bool value = true; };
 #define KILN_MATH2(name)                                                  \
   inline float name(float x, float y) { return __builtin_##name##f(x, y); } \
   inline double name(double x, double y) { return __builtin_##name(x, y); }
-KILN_MATH1(exp) KILN_MATH1(exp2) KILN_MATH1(expm1) KILN_MATH1(log) KILN_MATH1(log2) KILN_MATH1(log1p)
+KILN_MATH1(exp2) KILN_MATH1(expm1) KILN_MATH1(log) KILN_MATH1(log2) KILN_MATH1(log1p)
 KILN_MATH1(sqrt) KILN_MATH1(sin) KILN_MATH1(cos) KILN_MATH1(tan) KILN_MATH1(tanh) KILN_MATH1(erf)
 KILN_MATH1(floor) KILN_MATH1(ceil) KILN_MATH1(trunc) KILN_MATH1(nearbyint) KILN_MATH1(fabs)
 KILN_MATH2(fmod) KILN_MATH2(pow) KILN_MATH2(atan2)
 inline float fma(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
 inline double fma(double a, double b, double c) { return __builtin_fma(a, b, c); }
 #undef KILN_MATH1
+
+// exp for float in straight-line arithmetic, so loops calling it vectorize (libm's expf is a call
+// per element). Cody-Waite reduction by ln 2, a degree-6 polynomial, and 2^n applied in two factors
+// so denormal results are right. Measured: at most 1 ulp from the correctly rounded result over
+// every float in [-104, 89] (tests/cpp/runtime_math_test.cpp); inf, -inf, NaN and overflow exact.
+inline float bits_as_float(int32_t i) {
+  float f;
+  __builtin_memcpy(&f, &i, 4);
+  return f;
+}
+inline float exp(float x) {
+  const float hi = 88.72283935546875f;     // above: +inf
+  const float lo = -103.972084045410156f;  // below: +0
+  float xc = x > hi ? hi : (x < lo ? lo : x);
+  float n = __builtin_nearbyintf(xc * 1.44269504088896341f);
+  float r = __builtin_fmaf(n, -0.693145751953125f, xc);
+  r = __builtin_fmaf(n, -1.428606765330187045e-06f, r);
+  float p = 1.9875691500E-4f;
+  p = __builtin_fmaf(p, r, 1.3981999507E-3f);
+  p = __builtin_fmaf(p, r, 8.3334519073E-3f);
+  p = __builtin_fmaf(p, r, 4.1665795894E-2f);
+  p = __builtin_fmaf(p, r, 1.6666665459E-1f);
+  p = __builtin_fmaf(p, r, 5.0000001201E-1f);
+  p = __builtin_fmaf(p, r * r, r) + 1.0f;
+  int32_t ni = static_cast<int32_t>(n);
+  int32_t n1 = ni >> 1, n2 = ni - n1;
+  float y = p * bits_as_float((n1 + 127) << 23) * bits_as_float((n2 + 127) << 23);
+  y = x > hi ? __builtin_inff() : y;
+  y = x < lo ? 0.0f : y;
+  return x != x ? x : y;
+}
+inline double exp(double x) { return __builtin_exp(x); }
 #undef KILN_MATH2
 
 template <class T> inline bool isnan_(T x) {
