@@ -4,7 +4,8 @@ Usage: python tools/bench_runtime_gemm.py [path/to/libkiln_runtime.so] [--thread
 Each shape is checked against torch first, then timed after warm-up: R rounds, each timing a block of
 calls (at least ~20 ms) of kiln and then of torch, so both contenders see the same machine state. The
 table shows the median over rounds of each and their ratio; "best" is the ratio of the fastest rounds,
-which is the steadier figure on a machine shared with other work.
+which is the steadier figure on a machine shared with other work. On a busy shared machine, running it
+under `chrt -r 10` (root) keeps other processes from preempting either contender mid-measurement.
 """
 
 import argparse

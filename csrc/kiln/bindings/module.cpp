@@ -71,6 +71,17 @@ AtenArg to_arg(const nb::handle& h) {
 
 DType dtype_of(const nb::handle& tensor_dtype) { return dtype_from_torch(nb::cast<std::string>(nb::str(tensor_dtype))); }
 
+// torch.dtype objects are singletons: remember each one's kiln dtype by identity (the call path
+// reads one per input, and formatting a dtype to text costs more than the rest of the read).
+DType cached_dtype_of(const nb::handle& tensor_dtype) {
+  static std::vector<std::pair<PyObject*, DType>> seen;
+  for (const auto& [obj, t] : seen)
+    if (obj == tensor_dtype.ptr()) return t;
+  DType t = dtype_of(tensor_dtype);
+  seen.emplace_back(tensor_dtype.inc_ref().ptr(), t);
+  return t;
+}
+
 // Reads a torch tensor's pointer, sizes and strides through its Python API (no libtorch ABI).
 struct TensorView {
   std::vector<int64_t> sizes, strides;
@@ -86,7 +97,7 @@ void read_tensor(const nb::handle& t, TensorView& v) {
   v.arg.ndim = static_cast<int64_t>(v.sizes.size());
   v.arg.sizes = v.sizes.data();
   v.arg.strides = v.strides.data();
-  v.arg.dtype = dtype_of(t.attr("dtype"));
+  v.arg.dtype = cached_dtype_of(t.attr("dtype"));
 }
 
 }  // namespace

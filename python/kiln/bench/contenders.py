@@ -29,9 +29,8 @@ class Contender:
 
 def parse_contenders(spec: str, *, with_autotune: bool, modes: bool) -> list[Contender]:
     """'eager,inductor,kiln' -> contenders; 'name:mode' picks a mode. eager always comes first (the baseline)."""
-    names = [s.strip() for s in spec.split(",") if s.strip()]
-    if "eager" not in names:
-        names.insert(0, "eager")
+    # eager first: it fills the reference every compiled result is checked against.
+    names = ["eager"] + [s.strip() for s in spec.split(",") if s.strip() and s.strip() != "eager"]
     if with_autotune and "inductor" in names and "inductor:max-autotune" not in names:
         names.insert(names.index("inductor") + 1, "inductor:max-autotune")
     if modes and "kiln" in names:

@@ -96,7 +96,8 @@ def _overhead(rows) -> list[str]:
         per_call = f"{r['contender']}: {r['error']}" if r.get("error") else _num(r.get("us_per_call"), "{:.2f}")
         body.append([r["contender"], per_call, _num(r.get("net_us"), "{:.2f}")])
     note = ("one-op graph (`x + 1`) on a 1-element tensor; null = aot_autograd with a pass-through compiler; "
-            "net < 0: a leaner call path than aot_autograd's generic runtime wrappers")
+            "dynamo only = Dynamo's `eager` backend (no AOTAutograd); net < 0: a leaner call path than "
+            "aot_autograd's generic runtime wrappers")
     return ["### Per-call overhead", "", note, "", table(header, body), ""]
 
 

@@ -50,7 +50,10 @@ static void *fma_worker(void *p) {
 
 static void *triad_worker(void *p) {
     job_t *job = (job_t *)p;
-    for (long i = job->lo; i < job->hi; i++) job->a[i] = job->b[i] * job->c[i] + job->d[i];
+    /* restrict: no aliasing, so the compiler vectorises without runtime checks */
+    float *restrict a = job->a;
+    const float *restrict b = job->b, *restrict c = job->c, *restrict d = job->d;
+    for (long i = job->lo; i < job->hi; i++) a[i] = b[i] * c[i] + d[i];
     return NULL;
 }
 
@@ -117,8 +120,8 @@ def _build() -> str:
             src = os.path.join(d, "peak.c")
             with open(src, "w") as f:
                 f.write(_SOURCE)
-            # -O2 without -ffast-math; GNU C contracts a*b+c into FMA by default.
-            cmd = [cxx, "-O2", "-march=native", "-pthread", "-o", exe + ".tmp", src]
+            # -O3 (vectorised triad) without -ffast-math; GNU C contracts a*b+c into FMA by default.
+            cmd = [cxx, "-O3", "-march=native", "-pthread", "-o", exe + ".tmp", src]
             subprocess.run(cmd, check=True, capture_output=True, timeout=120)
             os.replace(exe + ".tmp", exe)
     return exe
