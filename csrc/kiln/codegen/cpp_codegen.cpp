@@ -3,6 +3,7 @@
 #include "kiln/codegen/cpp_codegen.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include "kiln/codegen/expr_emitter.h"
 #include "kiln/support/error.h"
@@ -42,14 +43,28 @@ struct Gen {
     out.push_back("");
   }
 
-  void unpack_frame(std::vector<std::string>& lines) {
+  // Binds the frame fields a kernel body mentions (and only those: less for the compiler to read).
+  void unpack_frame(std::vector<std::string>& lines, const std::vector<std::string>& body) {
+    std::string text;
+    for (const auto& l : body) text += l + "\n";
+    auto used = [&](const std::string& name) {
+      for (size_t p = text.find(name); p != std::string::npos; p = text.find(name, p + 1)) {
+        char before = p ? text[p - 1] : ' ', after = p + name.size() < text.size() ? text[p + name.size()] : ' ';
+        if (!std::isalnum(static_cast<unsigned char>(before)) && before != '_' &&
+            !std::isalnum(static_cast<unsigned char>(after)) && after != '_')
+          return true;
+      }
+      return false;
+    };
     lines.push_back("  const Frame& F = *static_cast<const Frame*>(frame);");
     for (const auto& s : g.symbols)
-      lines.push_back(str_cat("  const int64_t ", c_symbol_name(s), " = F.", c_symbol_name(s), ";"));
+      if (used(c_symbol_name(s))) lines.push_back(str_cat("  const int64_t ", c_symbol_name(s), " = F.", c_symbol_name(s), ";"));
     for (ValueId v : stored_values())
-      lines.push_back(str_cat("  ", ptr_type(g.type(v).dtype), " __restrict__ v", v, " = F.v", v, ";"));
+      if (used(str_cat("v", v)))
+        lines.push_back(str_cat("  ", ptr_type(g.type(v).dtype), " __restrict__ v", v, " = F.v", v, ";"));
     for (size_t j = 0; j < g.outputs().size(); ++j)
-      lines.push_back(str_cat("  ", ptr_type(g.type(g.outputs()[j].value).dtype), " out", j, " = F.out", j, ";"));
+      if (used(str_cat("out", j)))
+        lines.push_back(str_cat("  ", ptr_type(g.type(g.outputs()[j].value).dtype), " out", j, " = F.out", j, ";"));
   }
 
   // Where a stage's result element at `coords` (result coordinates) is stored.
@@ -162,6 +177,9 @@ struct Gen {
       }
       e.line(str_cat("const int64_t ", iv, "T = ", end, " - (", end, " - ", begin, ") % ", kLanes, ";"));
       e.open(str_cat("for (int64_t ", iv, "b = ", begin, "; ", iv, "b < ", iv, "T; ", iv, "b += ", kLanes, ") {"));
+      // Unrolling the lane loop first would leave only straight-line code for the vectorizer;
+      // kept as a loop, it becomes one vector operation per statement.
+      e.line("#pragma GCC unroll 1");
       e.open(str_cat("for (int64_t l = 0; l < ", kLanes, "; ++l) {"));
       e.line(str_cat("const int64_t ", iv, " = ", iv, "b + l;"));
       e.line(lane_step(lanes + "[l]"));
@@ -201,7 +219,6 @@ struct Gen {
   void kernel(const Kernel& k) {
     std::vector<std::string> body;
     out.push_back(str_cat("static void ", k.name, "(void* frame, int64_t begin, int64_t end) {"));
-    unpack_frame(body);
     ExprEmitter e(g, plan, body, 1, temps);
     // Scratch rows for values only this kernel reads: one row per thread, reused for every outer index.
     int32_t kernel_index = static_cast<int32_t>(&k - plan.kernels.data());
@@ -233,6 +250,9 @@ struct Gen {
         map_stage(e, s);
     }
     e.close();
+    std::vector<std::string> head;
+    unpack_frame(head, body);
+    out.insert(out.end(), head.begin(), head.end());
     out.insert(out.end(), body.begin(), body.end());
     out.push_back("}");
     out.push_back("");
