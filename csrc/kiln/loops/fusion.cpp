@@ -113,8 +113,11 @@ struct OpenKernel {
   std::vector<SymExpr> flexible_sizes;             // all-pointwise kernels: their common sizes
 };
 
+// Pointwise kernels loop over the last dim inside and split the rest across threads. A 1-D
+// kernel has no "rest": its one dim becomes the outer loop so threads split it too.
 std::vector<SymExpr> default_outer(const std::vector<SymExpr>& sizes) {
   if (sizes.empty()) return {};
+  if (sizes.size() == 1) return sizes;
   return std::vector<SymExpr>(sizes.begin(), sizes.end() - 1);
 }
 

@@ -6,6 +6,7 @@ from ..models.attention import attention, sdpa_attention
 from . import budget
 from .budget import WEIGHT
 from .contenders import short_reason
+from .environment import stall_probe
 from .memory import measure_in_subprocess
 from .timing import measure, timed_call
 from .verify import WrongResult, check
@@ -83,6 +84,7 @@ def run_cell(spec: dict, contender, settings, ref: dict) -> dict:
     spec = dict(spec, threads=settings.threads, warmup=settings.warmup)
     row = {**{k: spec[k] for k in ("suite", "B", "H", "S", "D")}, "contender": contender.name, "error": ""}
     phase = "compile"
+    row["stall_ms"] = stall_probe()
     try:
         cell = AttentionCell(spec, contender)
         cell.compile()
@@ -110,6 +112,7 @@ def run_cell(spec: dict, contender, settings, ref: dict) -> dict:
         fwd = measure(cell.forward, warmup=settings.warmup, min_iters=settings.min_iters,
                       min_seconds=settings.min_seconds)
         row.update(fwd.fields("fwd"))
+        row["stall_ms"] = max(row["stall_ms"], stall_probe())  # between the phases, too
         phase = "backward"
         if wrong_grads is not None:
             raise wrong_grads
@@ -125,6 +128,7 @@ def run_cell(spec: dict, contender, settings, ref: dict) -> dict:
         settings.log_error(f"attention {spec} {contender.name} [{phase}]", exc)
     finally:
         torch._dynamo.reset()
+        row["stall_ms"] = max(row["stall_ms"], stall_probe())
     return row
 
 

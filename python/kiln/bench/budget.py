@@ -3,9 +3,9 @@
 import time
 
 # Task weights, roughly each kind of task's share of a quick run on a quiet machine.
-WEIGHT = {"warm-up": 4, "cell": 1, "memory": 1, "model": 8}
+WEIGHT = {"warm-up": 4, "cell": 1, "memory": 2, "model": 6}
 SHORT_SECONDS = 0.5
-MIN_DONE = 6  # weight of measured tasks to see before projecting
+MIN_DONE = 12  # weight of measured tasks to see before projecting
 
 
 def check(settings, progress):

@@ -11,7 +11,7 @@ import torch
 from . import attention_grid, plots, report, transformer_rows
 from .budget import WEIGHT
 from .contenders import short_reason, warm_up_process
-from .environment import compile_caches, cpu_count, cpu_name
+from .environment import compile_caches, cpu_count, cpu_name, parallel_region_probe_ms
 from .progress import Progress
 from .settings import from_args
 
@@ -29,6 +29,7 @@ def run(argv=None) -> list[dict]:
     torch.set_num_threads(settings.threads)
     t_start = time.perf_counter()
     settings.load_start = _load()
+    settings.probe_start = parallel_region_probe_ms()
     try:
         with compile_caches(settings.cache) as cache_note:
             rows, warmups = _run_suites(settings)
@@ -79,8 +80,9 @@ def _run_suites(settings):
     return rows, warmups
 
 
-def _header(settings, warmups, cache_note, wall) -> list[str]:
+def _header(settings, rows, warmups, cache_note, wall) -> list[str]:
     s = settings
+    probe_end = parallel_region_probe_ms()
     lines = [
         "# kiln benchmark results",
         "",
@@ -105,10 +107,19 @@ def _header(settings, warmups, cache_note, wall) -> list[str]:
         "- every compiled result is checked against eager (forward output and gradients, or logits, loss and "
         "parameters after one step); a mismatch fails the cell",
         _memory_line(s),
-        f"- total wall time of this run: {wall:.0f} s; load average (1 min) at start {s.load_start}, "
-        f"at end {_load()}" + (" — other processes competed for the cores, timings are noisy"
-                               if _busy(s) else ""),
+        f"- total wall time of this run: {wall:.0f} s; load average (1 min) at start {s.load_start}, at end {_load()}",
+        f"- one parallel ATen op (x.pow(2), 221k floats) at start {s.probe_start:.2f} ms, at end {probe_end:.2f} ms "
+        "(~0.03 ms on an idle machine)",
     ]
+    disturbed = [r for r in rows if report.stalled(r)]
+    if disturbed:
+        lines.append(f"- {report.STALL_MARK} marks {len(disturbed)} of {len(rows)} rows measured while OpenMP "
+                     "regions stalled (the probe above, taken before, between and after the phases of each "
+                     "row, exceeded 1 ms); a stall inside a phase can still go unseen")
+    if disturbed or _busy(s, probe_end):
+        lines.append("- **WARNING: other processes competed for the cores during this run.** OpenMP regions stall "
+                     "(eager and Inductor are inflated the most); do not quote these ratios, rerun on an idle "
+                     "machine or with `--threads 1`")
     if s.budget_s:
         lines.append(f"- wall-time budget {s.budget_s:.0f} s: " + ("fell behind, later cells timed shorter (see notes)"
                                                                   if s.shortened else "timing not shortened"))
@@ -124,10 +135,13 @@ def _load() -> str:
         return "?"
 
 
-def _busy(s) -> bool:
-    """A load above what this run itself puts on the machine means someone else was running too."""
+def _busy(s, probe_end) -> bool:
+    """Stalled parallel regions, or a load above what this run puts on the machine: someone else ran too."""
+    if max(s.probe_start, probe_end) > 1.0:
+        return True
     try:
-        return max(float(s.load_start), os.getloadavg()[0]) > s.threads + 0.5
+        # Compile workers and memory children add to our own load; beyond that, someone else ran.
+        return max(float(s.load_start), os.getloadavg()[0]) > s.threads + 1.5
     except ValueError:
         return False
 
@@ -144,7 +158,7 @@ def _memory_line(s) -> str:
 
 def _write(settings, rows, warmups, cache_note, wall):
     s = settings
-    md = _header(s, warmups, cache_note, wall)
+    md = _header(s, rows, warmups, cache_note, wall)
     if any(r["suite"] == "attention" for r in rows):
         md += ["", "## Attention Module Compilation Results", "",
                f"The seed's attention, one head, B={s.attn_batch}, float32; compiled vs uncompiled:", "",

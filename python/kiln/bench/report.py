@@ -7,11 +7,21 @@ import os
 DASH = "—"
 
 
+STALL_MARK = "†"  # measured while OpenMP regions stalled (another process held a core)
+
+
+def stalled(row) -> bool:
+    from .environment import STALL_MS
+
+    return bool(row) and (row.get("stall_ms") or 0.0) > STALL_MS
+
+
 def fmt_ms(row, prefix) -> str:
-    """mean±std (median), the seed's mean±std plus the median the ratios use."""
+    """mean±std (median), the seed's mean±std plus the median the ratios use; † marks a disturbed row."""
     if row.get(f"{prefix}_median_ms") is None:
         return DASH
-    return f"{row[prefix + '_mean_ms']:.2f}±{row[prefix + '_std_ms']:.2f} ({row[prefix + '_median_ms']:.2f})"
+    mark = STALL_MARK if stalled(row) else ""
+    return f"{row[prefix + '_mean_ms']:.2f}±{row[prefix + '_std_ms']:.2f} ({row[prefix + '_median_ms']:.2f}){mark}"
 
 
 def speedup(row, base, prefix) -> float | None:

@@ -29,8 +29,8 @@ def measure(step, *, prepare=None, warmup=3, min_iters=10, min_seconds=2.0, max_
     """
     for _ in range(warmup):
         arg = prepare() if prepare else None
-        _discard(step(arg) if prepare else step())
-        del arg
+        result = step(arg) if prepare else step()
+        del result, arg
     times = []
     total = 0.0
     gc.collect()
@@ -64,7 +64,3 @@ def timed_call(fn, *args):
     t0 = time.perf_counter()
     out = fn(*args)
     return out, time.perf_counter() - t0
-
-
-def _discard(_):
-    return None

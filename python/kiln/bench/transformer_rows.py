@@ -6,6 +6,7 @@ from ..models.transformer import CONFIGS, make_model, make_tokens
 from . import budget
 from .budget import WEIGHT
 from .contenders import short_reason
+from .environment import stall_probe
 from .memory import measure_in_subprocess
 from .timing import measure, timed_call
 from .verify import check
@@ -81,6 +82,7 @@ def run_case(spec: dict, contender, settings, ref: dict) -> dict:
     row = {"suite": "transformer", "size": spec["size"], "version": spec["version"],
            "contender": contender.name, "error": ""}
     phase = "compile"
+    row["stall_ms"] = stall_probe()
     try:
         case = TransformerCase(spec, contender)
         case.compile()
@@ -97,6 +99,7 @@ def run_case(spec: dict, contender, settings, ref: dict) -> dict:
             fwd = measure(case.forward, warmup=settings.warmup, min_iters=settings.lm_min_iters,
                           min_seconds=settings.lm_min_seconds)
             row.update(fwd.fields("fwd"))
+            row["stall_ms"] = max(row["stall_ms"], stall_probe())  # between the phases, too
             first -= fwd.median_ms / 1e3
         phase = "step"
         loss, first_step = timed_call(case.train_step)
@@ -118,6 +121,7 @@ def run_case(spec: dict, contender, settings, ref: dict) -> dict:
         settings.log_error(f"transformer {spec['size']} {spec['version']} {contender.name} [{phase}]", exc)
     finally:
         torch._dynamo.reset()
+        row["stall_ms"] = max(row["stall_ms"], stall_probe())
     return row
 
 
