@@ -74,8 +74,37 @@ def _boxed(fn):
     return call
 
 
+_pool_chosen = False
+
+
+def _choose_thread_pool() -> None:
+    """Run kiln's parallel loops on PyTorch's own OpenMP pool when one is loaded (KILN_POOL=kiln opts out).
+
+    PyTorch's OpenMP workers spin for a while after every eager op; a second pool beside them loses
+    its core to that spinning. Sharing the one pool removes the fight.
+    """
+    global _pool_chosen
+    if _pool_chosen:
+        return
+    _pool_chosen = True
+    import os
+
+    if os.environ.get("KILN_POOL", "openmp") != "openmp":
+        return
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libgomp" in line and "/" in line}
+    except OSError:
+        return
+    for path in sorted(paths):
+        if _C.share_openmp_pool(path):
+            logger.info("kiln: parallel loops run on PyTorch's OpenMP pool (%s)", path)
+            return
+
+
 def compile_aten_graph(gm: torch.fx.GraphModule, example_inputs, *, opts: Options, kind: str):
     """AOTAutograd's forward / backward / inference compiler."""
+    _choose_thread_pool()
     if opts.threads:
         _C.set_num_threads(opts.threads)
     else:

@@ -241,6 +241,7 @@ NB_MODULE(_C, m) {
   m.def("reset_stats", &reset_driver_stats);
   m.def("cache_dir", &jit::cache_dir);
   m.def("set_num_threads", &kiln_set_num_threads);
+  m.def("share_openmp_pool", [](const std::string& path) { return kiln_share_openmp_pool(path.c_str()) != 0; });
   m.def("get_num_threads", &kiln_get_num_threads);
   m.def("run_passes", [](const std::string& text) {
     return print_graph(run_graph_pipeline(parse_graph(text), PipelineOptions{}));

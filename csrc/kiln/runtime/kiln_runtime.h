@@ -17,6 +17,11 @@ extern "C" {
 typedef void (*kiln_range_fn)(void* ctx, int64_t begin, int64_t end);
 void kiln_parallel_for(int64_t begin, int64_t end, int64_t grain, kiln_range_fn fn, void* ctx);
 int kiln_get_num_threads(void);
+// Runs kiln_parallel_for on the OpenMP pool of an already loaded libgomp (PyTorch's) instead of
+// kiln's own threads, so the two never fight over the cores: PyTorch's OpenMP workers spin after
+// each eager op and would otherwise steal the core kiln's worker needs. `libgomp_path` must name a
+// library the process has loaded already (it is opened with RTLD_NOLOAD). Returns 1 on success.
+int kiln_share_openmp_pool(const char* libgomp_path);
 void kiln_set_num_threads(int n);  // n <= 0 means "the hardware's core count"
 
 // ---- GEMM ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 // hot worker) and then sleep on a futex, so they never compete with PyTorch's OpenMP pool while eager
 // ops run. A forked child abandons the parent's pool (its threads do not exist in the child) and
 // lazily builds a fresh one.
+#include <dlfcn.h>
 #include "kiln/runtime/kiln_runtime.h"
 
 #include <algorithm>
@@ -239,7 +240,46 @@ Pool* get_pool() {
 
 }  // namespace
 
+namespace {
+
+// ---- sharing PyTorch's OpenMP pool ----------------------------------------------------------------
+using GompParallelFn = void (*)(void (*)(void*), void*, unsigned, unsigned);
+using OmpIntFn = int (*)();
+std::atomic<GompParallelFn> g_gomp_parallel{nullptr};
+OmpIntFn g_omp_thread_num = nullptr;
+
+struct OmpJob {
+  kiln_range_fn fn;
+  void* ctx;
+  int64_t begin, size, nchunks;
+};
+
+void omp_trampoline(void* data) {
+  const auto* job = static_cast<const OmpJob*>(data);
+  const int64_t t = g_omp_thread_num();
+  if (t >= job->nchunks) return;
+  const int64_t lo = job->begin + job->size * t / job->nchunks;
+  const int64_t hi = job->begin + job->size * (t + 1) / job->nchunks;
+  const bool outer = tls_in_parallel;
+  tls_in_parallel = true;
+  job->fn(job->ctx, lo, hi);
+  tls_in_parallel = outer;
+}
+
+}  // namespace
+
 extern "C" {
+
+int kiln_share_openmp_pool(const char* libgomp_path) {
+  void* h = dlopen(libgomp_path, RTLD_NOW | RTLD_NOLOAD | RTLD_LOCAL);
+  if (!h) return 0;
+  auto par = reinterpret_cast<GompParallelFn>(dlsym(h, "GOMP_parallel"));
+  auto num = reinterpret_cast<OmpIntFn>(dlsym(h, "omp_get_thread_num"));
+  if (!par || !num) return 0;
+  g_omp_thread_num = num;
+  g_gomp_parallel.store(par, std::memory_order_release);
+  return 1;
+}
 
 void kiln_parallel_for(int64_t begin, int64_t end, int64_t grain, kiln_range_fn fn, void* ctx) {
   if (end <= begin) return;
@@ -253,6 +293,11 @@ void kiln_parallel_for(int64_t begin, int64_t end, int64_t grain, kiln_range_fn 
   }
   // At most one chunk per thread, every chunk at least `grain` long.
   const int64_t nchunks = std::min<int64_t>(nthreads, size / grain);
+  if (GompParallelFn par = g_gomp_parallel.load(std::memory_order_acquire)) {
+    OmpJob job{fn, ctx, begin, size, nchunks};
+    par(omp_trampoline, &job, static_cast<unsigned>(nchunks), 0);
+    return;
+  }
   if (!get_pool()->run(fn, ctx, begin, size, nchunks)) fn(ctx, begin, end);
 }
 
