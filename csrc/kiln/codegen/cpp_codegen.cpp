@@ -78,19 +78,10 @@ struct Gen {
     return str_cat("v", s.value, "[", e.element(s.value, coords), "]");
   }
 
-  void loops_open(ExprEmitter& e, const Stage& s, const std::vector<SymExpr>& sizes, size_t from, bool block_last) {
-    for (size_t k = from; k < s.inner_dims.size(); ++k) {
+  void loops_open(ExprEmitter& e, const Stage& s, const std::vector<SymExpr>& sizes) {
+    for (size_t k = 0; k < s.inner_dims.size(); ++k) {
       std::string iv = "i" + std::to_string(k);
-      std::string n = idx(sizes[static_cast<size_t>(s.inner_dims[k])]);
-      bool blocked = block_last && k + 1 == s.inner_dims.size();
-      if (blocked) {
-        e.open(str_cat("for (int64_t ", iv, "b = 0; ", iv, "b < ", n, "; ", iv, "b += ", kSumBlock, ") {"));
-        e.line(str_cat("const int64_t ", iv, "e = kiln_rt::min_i64(", iv, "b + ", kSumBlock, ", ", n, ");"));
-        e.line("acc_t blk = acc_init;");
-        e.open(str_cat("for (int64_t ", iv, " = ", iv, "b; ", iv, " < ", iv, "e; ++", iv, ") {"));
-      } else {
-        e.open(str_cat("for (int64_t ", iv, " = 0; ", iv, " < ", n, "; ++", iv, ") {"));
-      }
+      e.open(str_cat("for (int64_t ", iv, " = 0; ", iv, " < ", idx(sizes[static_cast<size_t>(s.inner_dims[k])]), "; ++", iv, ") {"));
     }
   }
 
@@ -102,7 +93,7 @@ struct Gen {
   }
 
   void map_stage(ExprEmitter& e, const Stage& s) {
-    loops_open(e, s, s.domain, 0, false);
+    loops_open(e, s, s.domain);
     auto coords = domain_coords(s);
     std::string v = s.dest_output >= 0 ? e.value(s.value, coords) : e.node_value(*g.producer(s.value), coords);
     e.line(str_cat(dest(s, coords, e), " = ", v, ";"));
@@ -136,7 +127,7 @@ struct Gen {
     if (arg || s.inner_dims.empty()) {
       // argmax/argmin keep the first position of the best value: a plain sequential loop.
       if (arg) e.line("int64_t best = 0;");
-      loops_open(e, s, s.domain, 0, false);
+      loops_open(e, s, s.domain);
       std::string xs = element();
       if (arg) {
         bool better_max = n.op == Op::argmax;
