@@ -50,6 +50,30 @@ int64_t kiln_index_add_rows_f64(double* out, int64_t rows, int64_t d, int64_t ou
                                 int idx_is_i64, int64_t n, const double* src, int64_t src_rs,
                                 int64_t padding_idx);
 
+// ---- attention -----------------------------------------------------------------------------------
+// Fused attention over [b1, b2, s, d] operands: out = softmax(scale * q kᵀ, causal: key j visible to
+// query i iff j <= i) v, computed by blocks without the sq x sk matrix, and lse = the log-sum-exp of
+// each row of scale * q kᵀ (natural log, the convention of ATen's flash kernels). shape = {b1, b2, sq,
+// sk, d, dv}; each *st is an operand's element strides {b1, b2, row, column} (lse: {b1, b2, row}).
+// The backward takes the forward's out and lse and writes dq, dk, dv. A query row with no visible key
+// gives NaN (as eager's softmax of an all -inf row) and lse -inf.
+void kiln_attention_fwd_f32(const int64_t* shape, int causal, float scale, const float* q, const int64_t* qst,
+                            const float* k, const int64_t* kst, const float* v, const int64_t* vst, float* out,
+                            const int64_t* ost, float* lse, const int64_t* lst);
+void kiln_attention_fwd_f64(const int64_t* shape, int causal, double scale, const double* q, const int64_t* qst,
+                            const double* k, const int64_t* kst, const double* v, const int64_t* vst, double* out,
+                            const int64_t* ost, double* lse, const int64_t* lst);
+void kiln_attention_bwd_f32(const int64_t* shape, int causal, float scale, const float* dout, const int64_t* gst,
+                            const float* q, const int64_t* qst, const float* k, const int64_t* kst, const float* v,
+                            const int64_t* vst, const float* out, const int64_t* ost, const float* lse,
+                            const int64_t* lst, float* dq, const int64_t* dqst, float* dk, const int64_t* dkst,
+                            float* dv, const int64_t* dvst);
+void kiln_attention_bwd_f64(const int64_t* shape, int causal, double scale, const double* dout, const int64_t* gst,
+                            const double* q, const int64_t* qst, const double* k, const int64_t* kst, const double* v,
+                            const int64_t* vst, const double* out, const int64_t* ost, const double* lse,
+                            const int64_t* lst, double* dq, const int64_t* dqst, double* dk, const int64_t* dkst,
+                            double* dv, const int64_t* dvst);
+
 // ---- errors --------------------------------------------------------------------------------------
 // Generated code reports a failure (an index out of range, say) by returning a non-zero status from
 // its entry function after calling this with a message; the host reads it with kiln_last_error().

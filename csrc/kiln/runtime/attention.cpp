@@ -1,0 +1,346 @@
+// attention.cpp — fused (flash) attention, forward and backward, on kiln's thread pool.
+//
+// softmax(scale * Q Kᵀ [+ causal mask]) V over blocks of BR query rows and BC key rows, with the
+// running row max and row sum of the online softmax: the Sq x Sk matrix never exists in memory and
+// key blocks wholly above the causal diagonal are skipped. The backward recomputes each probability
+// block from the saved log-sum-exp (FlashAttention-2). Operands are read through arbitrary element
+// strides and packed into small contiguous, zero-padded blocks, so every inner loop runs on whole
+// vectors with no tails.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "kiln/runtime/kiln_prelude.h"
+#include "kiln/runtime/kiln_runtime.h"
+
+namespace kiln_rt::attn {
+namespace {
+
+constexpr int64_t BR = 64;  // query rows per block
+constexpr int64_t BC = 64;  // key rows per block
+
+template <typename T>
+struct Vec {
+  static constexpr int L = 64 / sizeof(T);  // one 512-bit vector (two 256-bit halves on AVX2)
+  typedef T type __attribute__((vector_size(64), aligned(sizeof(T))));
+};
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+template <typename T>
+struct Buffer {  // uninitialised scratch, freed on scope exit
+  T* p;
+  explicit Buffer(int64_t n) : p(static_cast<T*>(std::malloc(sizeof(T) * static_cast<size_t>(std::max<int64_t>(n, 1))))) {}
+  ~Buffer() { std::free(p); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+};
+
+// C[0:M, 0:N] (+)= A(i, k) B[k, 0:N] with A(i, k) = a[i * ars + k * acs] (broadcast, any layout), B row
+// major with pitch ldb, C row major with pitch ldc; N a multiple of the vector length. The MR x NV
+// tile of C stays in registers for the whole k loop.
+template <typename T, int MR, int NV>
+void tile(int64_t K, const T* a, int64_t ars, int64_t acs, const T* b, int64_t ldb, T* c, int64_t ldc, bool acc) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L;
+  V r[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NV; ++j) r[i][j] = acc ? *reinterpret_cast<const V*>(c + i * ldc + j * L) : V{};
+  for (int64_t k = 0; k < K; ++k) {
+    const T* bk = b + k * ldb;
+    V bv[NV];
+    for (int j = 0; j < NV; ++j) bv[j] = *reinterpret_cast<const V*>(bk + j * L);
+    for (int i = 0; i < MR; ++i) {
+      T s = a[i * ars + k * acs];
+      for (int j = 0; j < NV; ++j) r[i][j] += s * bv[j];
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NV; ++j) *reinterpret_cast<V*>(c + i * ldc + j * L) = r[i][j];
+}
+
+template <typename T, int NV>
+void rows(int64_t M, int64_t K, const T* a, int64_t ars, int64_t acs, const T* b, int64_t ldb, T* c, int64_t ldc,
+          bool acc) {
+  constexpr int MR = NV <= 2 ? 8 : 4;
+  int64_t i = 0;
+  for (; i + MR <= M; i += MR) tile<T, MR, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
+  for (; i < M; ++i) tile<T, 1, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
+}
+
+template <typename T>
+void gemm(int64_t M, int64_t N, int64_t K, const T* a, int64_t ars, int64_t acs, const T* b, int64_t ldb, T* c,
+          int64_t ldc, bool acc) {
+  constexpr int L = Vec<T>::L;
+  for (int64_t n0 = 0; n0 < N; n0 += 4 * L) {
+    switch (std::min<int64_t>(4, (N - n0) / L)) {
+      case 1: rows<T, 1>(M, K, a, ars, acs, b + n0, ldb, c + n0, ldc, acc); break;
+      case 2: rows<T, 2>(M, K, a, ars, acs, b + n0, ldb, c + n0, ldc, acc); break;
+      case 3: rows<T, 3>(M, K, a, ars, acs, b + n0, ldb, c + n0, ldc, acc); break;
+      default: rows<T, 4>(M, K, a, ars, acs, b + n0, ldb, c + n0, ldc, acc); break;
+    }
+  }
+}
+
+// A strided [b1, b2, rows, cols] operand.
+template <typename T>
+struct Operand {
+  T* p;
+  int64_t s1, s2, rs, cs;
+  T* at(int64_t i1, int64_t i2) const { return p + i1 * s1 + i2 * s2; }
+};
+
+// dst[r * ld + c] = scale * src(r0 + r, c) for r < n, c < cols; zero elsewhere in [0, nr) x [0, ld).
+template <typename T>
+void pack_rows(T* dst, int64_t ld, int64_t nr, const T* src, int64_t rs, int64_t cs, int64_t r0, int64_t n,
+               int64_t cols, T scale) {
+  for (int64_t r = 0; r < nr; ++r) {
+    T* d = dst + r * ld;
+    if (r < n) {
+      const T* s = src + (r0 + r) * rs;
+      if (cs == 1)
+        for (int64_t c = 0; c < cols; ++c) d[c] = scale * s[c];
+      else
+        for (int64_t c = 0; c < cols; ++c) d[c] = scale * s[c * cs];
+      for (int64_t c = cols; c < ld; ++c) d[c] = T(0);
+    } else {
+      for (int64_t c = 0; c < ld; ++c) d[c] = T(0);
+    }
+  }
+}
+
+// dst[c * ld + r] = src(r0 + r, c): a block of rows transposed (columns of the result are rows of src).
+template <typename T>
+void pack_transposed(T* dst, int64_t ld, int64_t cols, const T* src, int64_t rs, int64_t cs, int64_t r0, int64_t n) {
+  for (int64_t c = 0; c < cols; ++c) {
+    T* d = dst + c * ld;
+    const T* s = src + r0 * rs + c * cs;
+    for (int64_t r = 0; r < n; ++r) d[r] = s[r * rs];
+    for (int64_t r = n; r < ld; ++r) d[r] = T(0);
+  }
+}
+
+struct Shape {
+  int64_t b1, b2, sq, sk, d, dv;
+  bool causal;
+  int64_t nqb() const { return (sq + BR - 1) / BR; }
+  int64_t nkb() const { return (sk + BC - 1) / BC; }
+  // Key blocks a query block [i0, i1) sees: all, or (causal, j <= i) those starting at or before i1 - 1.
+  int64_t kb_end(int64_t i0, int64_t i1) const {
+    (void)i0;
+    return causal ? std::min(nkb(), (i1 - 1) / BC + 1) : nkb();
+  }
+};
+
+// Tasks handed out by an atomic counter from inside one parallel_for chunk per thread: costs differ
+// (causal blocks near the top are cheap), so a static split would leave a thread idle.
+struct TaskQueue {
+  std::atomic<int64_t> next{0};
+  int64_t count;
+  void* ctx;
+  void (*run)(void*, int64_t);
+};
+
+void drain(void* q, int64_t, int64_t) {
+  auto* tq = static_cast<TaskQueue*>(q);
+  for (int64_t t; (t = tq->next.fetch_add(1, std::memory_order_relaxed)) < tq->count;) tq->run(tq->ctx, t);
+}
+
+void run_tasks(int64_t count, void* ctx, void (*run)(void*, int64_t)) {
+  TaskQueue q;
+  q.count = count;
+  q.ctx = ctx;
+  q.run = run;
+  int64_t threads = std::min<int64_t>(kiln_get_num_threads(), count);
+  kiln_parallel_for(0, std::max<int64_t>(threads, 1), 1, drain, &q);
+}
+
+// ---- forward --------------------------------------------------------------------------------------
+template <typename T>
+struct Forward {
+  Shape sh;
+  Operand<const T> q, k, v;
+  Operand<T> out, lse;  // lse: [b1, b2, sq] with element stride lse.rs
+  T scale;
+
+  // Task t: query blocks in descending order of cost (largest causal blocks first), batch-major.
+  void task(int64_t t) const {
+    int64_t nqb = sh.nqb();
+    int64_t qb = nqb - 1 - t % nqb, bb = t / nqb;
+    int64_t i1b = bb / sh.b2, i2b = bb % sh.b2;
+    constexpr int L = Vec<T>::L;
+    const int64_t dp = round_up(std::max<int64_t>(sh.d, 1), L), dvp = round_up(std::max<int64_t>(sh.dv, 1), L);
+    int64_t i0 = qb * BR, nr = std::min(BR, sh.sq - i0);
+    Buffer<T> qs(BR * dp), kt(dp * BC), vp(BC * dvp), s(BR * BC), o(BR * dvp), m(BR), l(BR);
+    pack_rows(qs.p, dp, BR, q.at(i1b, i2b), q.rs, q.cs, i0, nr, sh.d, scale);
+    std::fill(o.p, o.p + BR * dvp, T(0));
+    std::fill(m.p, m.p + BR, -infinity<T>());
+    std::fill(l.p, l.p + BR, T(0));
+    int64_t kbe = sh.kb_end(i0, i0 + nr);
+    for (int64_t kb = 0; kb < kbe; ++kb) {
+      int64_t j0 = kb * BC, nc = std::min(BC, sh.sk - j0);
+      pack_transposed(kt.p, BC, sh.d, k.at(i1b, i2b), k.rs, k.cs, j0, nc);
+      pack_rows(vp.p, dvp, BC, v.at(i1b, i2b), v.rs, v.cs, j0, nc, sh.dv, T(1));
+      gemm<T>(nr, BC, sh.d, qs.p, dp, 1, kt.p, BC, s.p, BC, false);
+      bool edge = nc < BC || (sh.causal && j0 + BC - 1 > i0);
+      for (int64_t r = 0; r < nr; ++r) {
+        T* sr = s.p + r * BC;
+        if (edge) {
+          int64_t lim = sh.causal ? std::min(nc, i0 + r - j0 + 1) : nc;  // columns < lim are visible
+          for (int64_t c = std::max<int64_t>(lim, 0); c < BC; ++c) sr[c] = -infinity<T>();
+        }
+        T mx = m.p[r];
+        for (int64_t c = 0; c < BC; ++c) mx = sr[c] > mx ? sr[c] : mx;
+        T base = mx == -infinity<T>() ? T(0) : mx;  // a row with nothing visible yet stays all zero
+        T sum = 0;
+        for (int64_t c = 0; c < BC; ++c) {
+          T e = kiln_rt::exp(sr[c] - base);
+          sr[c] = e;
+          sum += e;
+        }
+        T alpha = kiln_rt::exp(m.p[r] - base);
+        if (alpha != T(1)) {
+          T* orow = o.p + r * dvp;
+          for (int64_t c = 0; c < dvp; ++c) orow[c] *= alpha;
+        }
+        l.p[r] = l.p[r] * alpha + sum;
+        m.p[r] = mx;
+      }
+      gemm<T>(nr, dvp, BC, s.p, BC, 1, vp.p, dvp, o.p, dvp, true);
+    }
+    T* ob = out.at(i1b, i2b);
+    T* lb = lse.at(i1b, i2b);
+    for (int64_t r = 0; r < nr; ++r) {
+      // No visible key: eager's softmax over an all -inf row is NaN; over an empty row the product is 0.
+      T inv = l.p[r] > T(0) ? T(1) / l.p[r] : (sh.sk == 0 ? T(0) : quiet_nan<T>());
+      T* orow = ob + (i0 + r) * out.rs;
+      for (int64_t c = 0; c < sh.dv; ++c) orow[c * out.cs] = o.p[r * dvp + c] * inv;
+      lb[(i0 + r) * lse.rs] = l.p[r] > T(0) ? m.p[r] + kiln_rt::log(l.p[r]) : -infinity<T>();
+    }
+  }
+  static void run(void* self, int64_t t) { static_cast<const Forward*>(self)->task(t); }
+};
+
+// ---- backward -------------------------------------------------------------------------------------
+template <typename T>
+struct Backward {
+  Shape sh;
+  Operand<const T> dout, q, k, v, out, lse;
+  Operand<T> dq, dk, dv;
+  T scale;
+
+  // Task t: one whole (b1, b2) slice, so dQ accumulates without sharing between threads.
+  void task(int64_t t) const {
+    int64_t i1b = t / sh.b2, i2b = t % sh.b2;
+    constexpr int L = Vec<T>::L;
+    const int64_t dp = round_up(std::max<int64_t>(sh.d, 1), L), dvp = round_up(std::max<int64_t>(sh.dv, 1), L);
+    const int64_t sqp = round_up(std::max<int64_t>(sh.sq, 1), BR);
+    Buffer<T> qs(sqp * dp), dos(sqp * dvp), dqa(sqp * dp), delta(sqp), lrow(sqp);
+    Buffer<T> kp(BC * dp), kt(dp * BC), vt(dvp * BC), dka(BC * dp), dva(BC * dvp), p(BR * BC), ds(BR * BC);
+    pack_rows(qs.p, dp, sqp, q.at(i1b, i2b), q.rs, q.cs, 0, sh.sq, sh.d, scale);
+    pack_rows(dos.p, dvp, sqp, dout.at(i1b, i2b), dout.rs, dout.cs, 0, sh.sq, sh.dv, T(1));
+    std::fill(dqa.p, dqa.p + sqp * dp, T(0));
+    const T* ob = out.at(i1b, i2b);
+    const T* lb = lse.at(i1b, i2b);
+    for (int64_t i = 0; i < sh.sq; ++i) {  // delta_i = rowsum(dO * O): the softmax backward's correction
+      T acc = 0;
+      for (int64_t c = 0; c < sh.dv; ++c) acc += dos.p[i * dvp + c] * ob[i * out.rs + c * out.cs];
+      delta.p[i] = acc;
+      lrow.p[i] = lb[i * lse.rs];
+    }
+    for (int64_t kb = 0; kb < sh.nkb(); ++kb) {
+      int64_t j0 = kb * BC, nc = std::min(BC, sh.sk - j0);
+      pack_rows(kp.p, dp, BC, k.at(i1b, i2b), k.rs, k.cs, j0, nc, sh.d, T(1));
+      pack_transposed(kt.p, BC, dp, kp.p, dp, 1, 0, BC);
+      pack_transposed(vt.p, BC, sh.dv, v.at(i1b, i2b), v.rs, v.cs, j0, nc);
+      if (sh.dv < dvp) std::fill(vt.p + sh.dv * BC, vt.p + dvp * BC, T(0));
+      std::fill(dka.p, dka.p + BC * dp, T(0));
+      std::fill(dva.p, dva.p + BC * dvp, T(0));
+      int64_t qb0 = sh.causal ? j0 / BR : 0;  // query blocks wholly above the diagonal see no key here
+      for (int64_t qb = qb0; qb < sh.nqb(); ++qb) {
+        int64_t i0 = qb * BR, nr = std::min(BR, sh.sq - i0);
+        const T* qsb = qs.p + i0 * dp;
+        const T* dob = dos.p + i0 * dvp;
+        gemm<T>(nr, BC, sh.d, qsb, dp, 1, kt.p, BC, p.p, BC, false);     // S
+        gemm<T>(nr, BC, sh.dv, dob, dvp, 1, vt.p, BC, ds.p, BC, false);  // dP
+        bool edge = nc < BC || (sh.causal && j0 + BC - 1 > i0);
+        for (int64_t r = 0; r < nr; ++r) {
+          T* pr = p.p + r * BC;
+          T* dsr = ds.p + r * BC;
+          T lse_r = lrow.p[i0 + r], dl = delta.p[i0 + r];
+          if (lse_r == -infinity<T>()) lse_r = infinity<T>();  // nothing visible: every p is 0
+          for (int64_t c = 0; c < BC; ++c) pr[c] = kiln_rt::exp(pr[c] - lse_r);
+          if (edge) {
+            int64_t lim = sh.causal ? std::min(nc, i0 + r - j0 + 1) : nc;
+            for (int64_t c = std::max<int64_t>(lim, 0); c < BC; ++c) pr[c] = T(0);
+          }
+          for (int64_t c = 0; c < BC; ++c) dsr[c] = pr[c] * (dsr[c] - dl);
+        }
+        gemm<T>(BC, dvp, nr, p.p, 1, BC, dob, dvp, dva.p, dvp, true);   // dV += Pᵀ dO
+        gemm<T>(BC, dp, nr, ds.p, 1, BC, qsb, dp, dka.p, dp, true);     // dK += dSᵀ (scale Q)
+        gemm<T>(nr, dp, BC, ds.p, BC, 1, kp.p, dp, dqa.p + i0 * dp, dp, true);  // dQ += dS K
+      }
+      T* dkb = dk.at(i1b, i2b);
+      T* dvb = dv.at(i1b, i2b);
+      for (int64_t r = 0; r < nc; ++r) {
+        for (int64_t c = 0; c < sh.d; ++c) dkb[(j0 + r) * dk.rs + c * dk.cs] = dka.p[r * dp + c];
+        for (int64_t c = 0; c < sh.dv; ++c) dvb[(j0 + r) * dv.rs + c * dv.cs] = dva.p[r * dvp + c];
+      }
+    }
+    T* dqb = dq.at(i1b, i2b);
+    for (int64_t i = 0; i < sh.sq; ++i)
+      for (int64_t c = 0; c < sh.d; ++c) dqb[i * dq.rs + c * dq.cs] = scale * dqa.p[i * dp + c];
+  }
+  static void run(void* self, int64_t t) { static_cast<const Backward*>(self)->task(t); }
+};
+
+}  // namespace
+}  // namespace kiln_rt::attn
+
+using kiln_rt::attn::Backward;
+using kiln_rt::attn::Forward;
+using kiln_rt::attn::Operand;
+using kiln_rt::attn::Shape;
+
+#define KILN_ATTENTION_ABI(T, suffix)                                                                            \
+  void kiln_attention_fwd_##suffix(const int64_t* shape, int causal, T scale, const T* q, const int64_t* qst,     \
+                                   const T* k, const int64_t* kst, const T* v, const int64_t* vst, T* out,         \
+                                   const int64_t* ost, T* lse, const int64_t* lst) {                               \
+    Forward<T> f{Shape{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], causal != 0},                  \
+                 {q, qst[0], qst[1], qst[2], qst[3]},                                                             \
+                 {k, kst[0], kst[1], kst[2], kst[3]},                                                             \
+                 {v, vst[0], vst[1], vst[2], vst[3]},                                                             \
+                 {out, ost[0], ost[1], ost[2], ost[3]},                                                           \
+                 {lse, lst[0], lst[1], lst[2], 0},                                                                \
+                 scale};                                                                                          \
+    if (f.sh.sq == 0 || f.sh.b1 == 0 || f.sh.b2 == 0) return;                                                     \
+    kiln_rt::attn::run_tasks(f.sh.b1 * f.sh.b2 * f.sh.nqb(), &f, Forward<T>::run);                                 \
+  }                                                                                                               \
+  void kiln_attention_bwd_##suffix(const int64_t* shape, int causal, T scale, const T* dout,                     \
+                                   const int64_t* gst, const T* q, const int64_t* qst, const T* k,                \
+                                   const int64_t* kst, const T* v, const int64_t* vst, const T* out,              \
+                                   const int64_t* ost, const T* lse, const int64_t* lst, T* dq,                   \
+                                   const int64_t* dqst, T* dk, const int64_t* dkst, T* dv, const int64_t* dvst) { \
+    Backward<T> b{Shape{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], causal != 0},                 \
+                  {dout, gst[0], gst[1], gst[2], gst[3]},                                                         \
+                  {q, qst[0], qst[1], qst[2], qst[3]},                                                            \
+                  {k, kst[0], kst[1], kst[2], kst[3]},                                                            \
+                  {v, vst[0], vst[1], vst[2], vst[3]},                                                            \
+                  {out, ost[0], ost[1], ost[2], ost[3]},                                                          \
+                  {lse, lst[0], lst[1], lst[2], 0},                                                               \
+                  {dq, dqst[0], dqst[1], dqst[2], dqst[3]},                                                       \
+                  {dk, dkst[0], dkst[1], dkst[2], dkst[3]},                                                       \
+                  {dv, dvst[0], dvst[1], dvst[2], dvst[3]},                                                       \
+                  scale};                                                                                         \
+    if (b.sh.b1 == 0 || b.sh.b2 == 0) return;                                                                     \
+    kiln_rt::attn::run_tasks(b.sh.b1 * b.sh.b2, &b, Backward<T>::run);                                             \
+  }
+
+extern "C" {
+KILN_ATTENTION_ABI(float, f32)
+KILN_ATTENTION_ABI(double, f64)
+}
