@@ -264,6 +264,73 @@ struct Gen {
     return str_cat("(F.v", l.base, " + ", idx(l.offset), ")");
   }
 
+  // "{b1, b2, row, col}" element strides of a rank-3 or rank-4 attention operand (rank 3: b1 = 1).
+  std::string attention_strides(const std::vector<SymExpr>& st, size_t count = 4) {
+    std::vector<std::string> parts;
+    if (st.size() == count - 1) parts.push_back("0");
+    for (const SymExpr& e : st) parts.push_back(idx(e));
+    std::string r = "{";
+    for (size_t i = 0; i < parts.size(); ++i) r += (i ? ", " : "") + parts[i];
+    return r + "}";
+  }
+
+  // One fused attention call; its result is the packed buffer the importer unpacks with views.
+  void attention_call(const Node& n, std::vector<std::string>& lines) {
+    const Storage& rs = plan.storage[static_cast<size_t>(n.result)];
+    bool fwd = n.op == Op::attention;
+    size_t o = fwd ? 0 : 1;
+    std::vector<AffineLayout> in;
+    for (ValueId v : n.inputs) {
+      auto l = affine_layout(g, plan.realized, plan.storage, v);
+      KILN_CHECK(l, "attention operands must be strided");
+      in.push_back(*l);
+    }
+    const auto& qs = g.type(n.inputs[o]).sizes;
+    const auto& ks = g.type(n.inputs[o + 1]).sizes;
+    const auto& vs = g.type(n.inputs[o + 2]).sizes;
+    size_t r = qs.size();
+    DType t = g.type(n.result).dtype;
+    std::string ty = t == DType::F32 ? "float" : "double", sfx = t == DType::F32 ? "f32" : "f64";
+    std::string b1 = r == 4 ? idx(qs[0]) : "1", b2 = idx(qs[r - 3]);
+    lines.push_back(str_cat("  {  // ", n.origin));
+    lines.push_back(str_cat("    const int64_t shape[6] = {", b1, ", ", b2, ", ", idx(qs[r - 2]), ", ", idx(ks[r - 2]), ", ",
+                            idx(qs[r - 1]), ", ", idx(vs[r - 1]), "};"));
+    for (size_t i = 0; i < in.size(); ++i) {
+      bool is_lse = !fwd && i == 5;
+      lines.push_back(str_cat("    const int64_t st", i, "[4] = ", attention_strides(in[i].strides, is_lse ? 3 : 4), ";"));
+    }
+    std::string res = str_cat("F.v", n.result);
+    std::string causal = n.attr_bool("causal") ? "1" : "0";
+    std::string scale = float_literal(n.attr_float("scale"), t);
+    auto arg = [&](size_t i) { return str_cat(pointer_of(in[i]), ", st", i); };
+    if (fwd) {
+      // out: the first dv columns of each packed row; lse: the last column.
+      std::vector<SymExpr> ost(rs.strides), lst(rs.strides.begin(), rs.strides.end() - 1);
+      lines.push_back(str_cat("    const int64_t ost[4] = ", attention_strides(ost), ";"));
+      lines.push_back(str_cat("    const int64_t lst[4] = ", attention_strides(lst, 3), ";"));
+      lines.push_back(str_cat("    kiln_attention_fwd_", sfx, "(shape, ", causal, ", ", scale, ", ", arg(0), ", ", arg(1), ", ",
+                              arg(2), ", ", res, ", ost, ", res, " + ", idx(vs[r - 1] * rs.strides.back()), ", lst);"));
+    } else {
+      // dq, dk, dv: consecutive row-major blocks of each packed row.
+      const SymExpr& unit = rs.strides.back();
+      std::vector<SymExpr> lead(rs.strides.begin(), rs.strides.end() - 1);
+      auto block = [&](const std::vector<SymExpr>& sizes) {
+        std::vector<SymExpr> st(lead);
+        st.push_back(sizes[r - 1] * unit);
+        st.push_back(unit);
+        return attention_strides(st);
+      };
+      lines.push_back(str_cat("    const int64_t dqst[4] = ", block(qs), ";"));
+      lines.push_back(str_cat("    const int64_t dkst[4] = ", block(ks), ";"));
+      lines.push_back(str_cat("    const int64_t dvst[4] = ", block(vs), ";"));
+      SymExpr kofs = qs[r - 2] * qs[r - 1] * unit, vofs = kofs + ks[r - 2] * ks[r - 1] * unit;
+      lines.push_back(str_cat("    kiln_attention_bwd_", sfx, "(shape, ", causal, ", ", scale, ", ", arg(0), ", ", arg(1), ", ",
+                              arg(2), ", ", arg(3), ", ", arg(4), ", ", arg(5), ", ", res, ", dqst, ", res, " + ",
+                              idx(kofs), ", dkst, ", res, " + ", idx(vofs), ", dvst);"));
+    }
+    lines.push_back("  }");
+  }
+
   void extern_call(const Node& n, std::vector<std::string>& lines) {
     const Storage& rs = plan.storage[static_cast<size_t>(n.result)];
     std::string result_ptr = str_cat("F.v", n.result);
@@ -305,6 +372,10 @@ struct Gen {
                               idx(g.type(n.inputs[0]).sizes[0]), ", ", pointer_of(*src), ", ", idx(src->strides[0]), ", ",
                               pad == INT64_MIN ? "int64_t(INT64_MIN)" : std::to_string(pad) + "LL",
                               ") != 0) { kiln_set_error(\"index out of range in embedding backward / index_put\"); return 1; }"));
+      return;
+    }
+    if (n.op == Op::attention || n.op == Op::attention_backward) {
+      attention_call(n, lines);
       return;
     }
     throw InternalError(str_cat("no extern call for ", op_name(n.op)));

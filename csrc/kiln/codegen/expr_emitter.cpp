@@ -19,7 +19,6 @@ std::string c_index(const SymExpr& e, const std::vector<std::string>& graph_symb
   });
 }
 
-namespace {
 std::string float_literal(double d, DType t) {
   std::string ty(dtype_c_type(t));
   if (std::isnan(d)) return "kiln_rt::quiet_nan<" + ty + ">()";
@@ -29,7 +28,6 @@ std::string float_literal(double d, DType t) {
   std::snprintf(buf, sizeof buf, "%a", d);
   return t == DType::F32 ? "static_cast<float>(" + std::string(buf) + ")" : std::string(buf);
 }
-}  // namespace
 
 std::string c_literal(const Attr& value, DType t, const std::vector<std::string>& syms) {
   std::string ty(dtype_c_type(t));

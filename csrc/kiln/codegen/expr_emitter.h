@@ -11,6 +11,8 @@ namespace kiln {
 // Names used in generated code for graph symbols (sym_s0) and realized values' pointers (v12).
 std::string c_symbol_name(const std::string& graph_symbol);
 std::string c_index(const SymExpr& e, const std::vector<std::string>& graph_symbols);
+// An exact C++ literal for a float constant of dtype t (hex float; inf and NaN spelled by name).
+std::string float_literal(double d, DType t);
 std::string c_literal(const Attr& value, DType t, const std::vector<std::string>& graph_symbols);
 
 class ExprEmitter {

@@ -22,6 +22,7 @@ const std::map<std::string, LoweringRule>& lowering_rules() {
     register_view_rules(*r);
     register_reduction_rules(*r);
     register_other_rules(*r);
+    register_attention_rules(*r);
     return r;
   }();
   return *rules;
@@ -32,7 +33,9 @@ bool AtenImporter::supports(const std::string& target) { return lowering_rules()
 bool AtenImporter::supports_dtypes(const std::string& target, const std::vector<DType>& dtypes) {
   static const char* float_only[] = {"aten.mm.default", "aten.bmm.default", "aten.addmm.default", "aten.baddbmm.default",
                                      "aten.embedding_dense_backward.default", "aten.index_put.default",
-                                     "aten._unsafe_index_put.default"};
+                                     "aten._unsafe_index_put.default",
+                                     "aten._scaled_dot_product_flash_attention_for_cpu.default",
+                                     "aten._scaled_dot_product_flash_attention_for_cpu_backward.default"};
   for (const char* t : float_only) {
     if (target != t) continue;
     // Index tensors are integers; every other tensor must be floating.

@@ -71,5 +71,6 @@ void register_pointwise_rules(std::map<std::string, LoweringRule>& r);
 void register_view_rules(std::map<std::string, LoweringRule>& r);
 void register_reduction_rules(std::map<std::string, LoweringRule>& r);
 void register_other_rules(std::map<std::string, LoweringRule>& r);
+void register_attention_rules(std::map<std::string, LoweringRule>& r);
 
 }  // namespace kiln

@@ -208,6 +208,34 @@ TensorType infer_type(Op op, const std::vector<TensorType>& in, const Attrs& att
         s[r - 1] = b.sizes[r - 1];
         return {a.dtype, s};
       }
+      if (op == Op::attention || op == Op::attention_backward) {
+        size_t o = op == Op::attention ? 0 : 1;  // the backward's first operand is dout
+        const TensorType &q = in[o], &k = in[o + 1], &v = in[o + 2];
+        KILN_USER_CHECK(is_floating(q.dtype) && q.dtype == k.dtype && q.dtype == v.dtype,
+                        "attention: kiln supports f32/f64 operands of one dtype");
+        KILN_CHECK(q.rank() == k.rank() && q.rank() == v.rank() && (q.rank() == 3 || q.rank() == 4),
+                   "attention: operands must all be rank 3 or 4");
+        size_t r = static_cast<size_t>(q.rank());
+        for (size_t i = 0; i + 2 < r; ++i)
+          KILN_CHECK(q.sizes[i] == k.sizes[i] && q.sizes[i] == v.sizes[i], "attention: batch sizes differ");
+        KILN_CHECK(q.sizes[r - 1] == k.sizes[r - 1] && k.sizes[r - 2] == v.sizes[r - 2], "attention: ", q.str(), ", ",
+                   k.str(), ", ", v.str(), " do not fit");
+        std::vector<SymExpr> s(q.sizes.begin(), q.sizes.end() - 2);
+        if (op == Op::attention) {
+          s.push_back(q.sizes[r - 2]);
+          s.push_back(v.sizes[r - 1] + SymExpr(1));
+          return {q.dtype, s};
+        }
+        std::vector<SymExpr> out_sizes(s), lse_sizes(s);
+        out_sizes.push_back(q.sizes[r - 2]);
+        out_sizes.push_back(v.sizes[r - 1]);
+        lse_sizes.push_back(q.sizes[r - 2]);
+        KILN_CHECK(in[0].sizes == out_sizes && in[4].sizes == out_sizes && in[5].sizes == lse_sizes &&
+                       in[0].dtype == q.dtype && in[4].dtype == q.dtype && in[5].dtype == q.dtype,
+                   "attention_backward: dout, out or lse do not fit");
+        s.push_back(q.sizes[r - 2] * q.sizes[r - 1] + k.sizes[r - 2] * k.sizes[r - 1] + v.sizes[r - 2] * v.sizes[r - 1]);
+        return {q.dtype, s};
+      }
       if (op == Op::index_add_rows) {
         const TensorType &idx = in[0], &src = in[1];
         KILN_CHECK(is_integral(idx.dtype) && idx.rank() == 1, "index_add_rows: indices must be 1-D integers");

@@ -101,7 +101,11 @@ enum class OpKind : uint8_t {
   X(slice_scatter, Gather, 2, false) /* {dim,start,step}: base with a strided slice replaced by src */ \
   /* externs */                                    \
   X(matmul, Extern, 2, false)     /* [B,M,K]x[B,K,N] or [M,K]x[K,N] */ \
-  X(index_add_rows, Extern, 2, false) /* {rows}: zeros(rows, D).index_add_(0, idx, src) */
+  X(index_add_rows, Extern, 2, false) /* {rows}: zeros(rows, D).index_add_(0, idx, src) */ \
+  /* {causal,scale}: q [..,Sq,D], k [..,Sk,D], v [..,Sk,Dv] -> [..,Sq,Dv+1]: out, then logsumexp */ \
+  X(attention, Extern, 3, false)                  \
+  /* {causal,scale}: dout, q, k, v, out, lse -> [.., Sq*D + Sk*D + Sk*Dv]: dq, dk, dv flattened */ \
+  X(attention_backward, Extern, 6, false)
 
 enum class Op : uint16_t {
 #define KILN_OP_ENUM(name, kind, arity, comm) name,

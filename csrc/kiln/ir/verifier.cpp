@@ -46,6 +46,8 @@ std::vector<AttrRule> rules_for(Op op) {
     case Op::pad: return {{"pads", kSizes}, {"value", kScalar}};
     case Op::slice_scatter: return {{"dim", kInt}, {"start", kSize}, {"step", kInt}};
     case Op::index_add_rows: return {{"rows", kSize}};
+    case Op::attention:
+    case Op::attention_backward: return {{"causal", kBool}, {"scale", kScalar}};
     default: break;
   }
   if (op_kind(op) == OpKind::Reduction) return {{"dims", kInts}, {"keepdim", kBool | kInt}};

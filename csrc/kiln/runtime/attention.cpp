@@ -86,6 +86,33 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* a, int64_t ars, int64_t acs,
   }
 }
 
+// Max and sum of one block row of BC elements with vector accumulators (a scalar loop would not
+// vectorize: reordering float reductions needs -ffast-math, which generated code never uses).
+template <typename T>
+T row_max(const T* x, T init) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L;
+  V m = *reinterpret_cast<const V*>(x);
+  for (int64_t c = L; c < BC; c += L) {
+    V y = *reinterpret_cast<const V*>(x + c);
+    m = m > y ? m : y;
+  }
+  T r = init;
+  for (int i = 0; i < L; ++i) r = m[i] > r ? m[i] : r;
+  return r;
+}
+
+template <typename T>
+T row_sum(const T* x) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L;
+  V s{};
+  for (int64_t c = 0; c < BC; c += L) s += *reinterpret_cast<const V*>(x + c);
+  T r = 0;
+  for (int i = 0; i < L; ++i) r += s[i];
+  return r;
+}
+
 // A strided [b1, b2, rows, cols] operand.
 template <typename T>
 struct Operand {
@@ -166,16 +193,27 @@ struct Forward {
   Operand<const T> q, k, v;
   Operand<T> out, lse;  // lse: [b1, b2, sq] with element stride lse.rs
   T scale;
+  // Kᵀ (dp x skp) and V (skp x dvp) of every (b1, b2) slice, packed once and shared by its query blocks.
+  int64_t dp = 0, dvp = 0, skp = 0;
+  T* kt_all = nullptr;
+  T* vp_all = nullptr;
+
+  void pack(int64_t bb) const {
+    int64_t i1b = bb / sh.b2, i2b = bb % sh.b2;
+    pack_transposed(kt_all + bb * dp * skp, skp, sh.d, k.at(i1b, i2b), k.rs, k.cs, 0, sh.sk);
+    pack_rows(vp_all + bb * skp * dvp, dvp, skp, v.at(i1b, i2b), v.rs, v.cs, 0, sh.sk, sh.dv, T(1));
+  }
+  static void run_pack(void* self, int64_t bb) { static_cast<const Forward*>(self)->pack(bb); }
 
   // Task t: query blocks in descending order of cost (largest causal blocks first), batch-major.
   void task(int64_t t) const {
     int64_t nqb = sh.nqb();
     int64_t qb = nqb - 1 - t % nqb, bb = t / nqb;
     int64_t i1b = bb / sh.b2, i2b = bb % sh.b2;
-    constexpr int L = Vec<T>::L;
-    const int64_t dp = round_up(std::max<int64_t>(sh.d, 1), L), dvp = round_up(std::max<int64_t>(sh.dv, 1), L);
     int64_t i0 = qb * BR, nr = std::min(BR, sh.sq - i0);
-    Buffer<T> qs(BR * dp), kt(dp * BC), vp(BC * dvp), s(BR * BC), o(BR * dvp), m(BR), l(BR);
+    Buffer<T> qs(BR * dp), s(BR * BC), o(BR * dvp), m(BR), l(BR);
+    const T* kt = kt_all + bb * dp * skp;
+    const T* vp = vp_all + bb * skp * dvp;
     pack_rows(qs.p, dp, BR, q.at(i1b, i2b), q.rs, q.cs, i0, nr, sh.d, scale);
     std::fill(o.p, o.p + BR * dvp, T(0));
     std::fill(m.p, m.p + BR, -infinity<T>());
@@ -183,9 +221,7 @@ struct Forward {
     int64_t kbe = sh.kb_end(i0, i0 + nr);
     for (int64_t kb = 0; kb < kbe; ++kb) {
       int64_t j0 = kb * BC, nc = std::min(BC, sh.sk - j0);
-      pack_transposed(kt.p, BC, sh.d, k.at(i1b, i2b), k.rs, k.cs, j0, nc);
-      pack_rows(vp.p, dvp, BC, v.at(i1b, i2b), v.rs, v.cs, j0, nc, sh.dv, T(1));
-      gemm<T>(nr, BC, sh.d, qs.p, dp, 1, kt.p, BC, s.p, BC, false);
+      gemm<T>(nr, BC, sh.d, qs.p, dp, 1, kt + j0, skp, s.p, BC, false);
       bool edge = nc < BC || (sh.causal && j0 + BC - 1 > i0);
       for (int64_t r = 0; r < nr; ++r) {
         T* sr = s.p + r * BC;
@@ -193,15 +229,10 @@ struct Forward {
           int64_t lim = sh.causal ? std::min(nc, i0 + r - j0 + 1) : nc;  // columns < lim are visible
           for (int64_t c = std::max<int64_t>(lim, 0); c < BC; ++c) sr[c] = -infinity<T>();
         }
-        T mx = m.p[r];
-        for (int64_t c = 0; c < BC; ++c) mx = sr[c] > mx ? sr[c] : mx;
+        T mx = row_max(sr, m.p[r]);
         T base = mx == -infinity<T>() ? T(0) : mx;  // a row with nothing visible yet stays all zero
-        T sum = 0;
-        for (int64_t c = 0; c < BC; ++c) {
-          T e = kiln_rt::exp(sr[c] - base);
-          sr[c] = e;
-          sum += e;
-        }
+        for (int64_t c = 0; c < BC; ++c) sr[c] = kiln_rt::exp(sr[c] - base);
+        T sum = row_sum(sr);
         T alpha = kiln_rt::exp(m.p[r] - base);
         if (alpha != T(1)) {
           T* orow = o.p + r * dvp;
@@ -210,7 +241,7 @@ struct Forward {
         l.p[r] = l.p[r] * alpha + sum;
         m.p[r] = mx;
       }
-      gemm<T>(nr, dvp, BC, s.p, BC, 1, vp.p, dvp, o.p, dvp, true);
+      gemm<T>(nr, dvp, BC, s.p, BC, 1, vp + j0 * dvp, dvp, o.p, dvp, true);
     }
     T* ob = out.at(i1b, i2b);
     T* lb = lse.at(i1b, i2b);
@@ -318,7 +349,16 @@ using kiln_rt::attn::Shape;
                  {lse, lst[0], lst[1], lst[2], 0},                                                                \
                  scale};                                                                                          \
     if (f.sh.sq == 0 || f.sh.b1 == 0 || f.sh.b2 == 0) return;                                                     \
-    kiln_rt::attn::run_tasks(f.sh.b1 * f.sh.b2 * f.sh.nqb(), &f, Forward<T>::run);                                 \
+    constexpr int L = kiln_rt::attn::Vec<T>::L;                                                                   \
+    f.dp = kiln_rt::attn::round_up(std::max<int64_t>(f.sh.d, 1), L);                                              \
+    f.dvp = kiln_rt::attn::round_up(std::max<int64_t>(f.sh.dv, 1), L);                                            \
+    f.skp = kiln_rt::attn::round_up(std::max<int64_t>(f.sh.sk, 1), kiln_rt::attn::BC);                            \
+    int64_t nb = f.sh.b1 * f.sh.b2;                                                                               \
+    kiln_rt::attn::Buffer<T> kt(nb * f.dp * f.skp), vp(nb * f.skp * f.dvp);                                        \
+    f.kt_all = kt.p;                                                                                              \
+    f.vp_all = vp.p;                                                                                              \
+    kiln_rt::attn::run_tasks(nb, &f, Forward<T>::run_pack);                                                       \
+    kiln_rt::attn::run_tasks(nb * f.sh.nqb(), &f, Forward<T>::run);                                               \
   }                                                                                                               \
   void kiln_attention_bwd_##suffix(const int64_t* shape, int causal, T scale, const T* dout,                     \
                                    const int64_t* gst, const T* q, const int64_t* qst, const T* k,                \
