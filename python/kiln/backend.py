@@ -170,8 +170,10 @@ def kiln_backend(gm: torch.fx.GraphModule, example_inputs, *, mode: str | None =
         import os
 
         os.environ["KILN_CACHE_DIR"] = opts.cache_dir
+    from kiln.attention_rewrite import rewrite_attention
     from kiln.partition import kiln_partition
 
+    gm = rewrite_attention(gm, example_inputs, decomposition_table())
     return aot_autograd(
         fw_compiler=functools.partial(compile_aten_graph, opts=opts, kind="forward"),
         bw_compiler=functools.partial(compile_aten_graph, opts=opts, kind="backward"),

@@ -11,7 +11,7 @@ namespace {
 // The softmax scale: the explicit `scale` argument, else ATen's default 1 / sqrt(head dim).
 double attention_scale(LowerContext& c, size_t scale_arg, ValueId q) {
   if (c.has(scale_arg)) return c.float_arg(scale_arg);
-  const SymExpr& d = c.type(q).sizes.back();
+  SymExpr d = c.type(q).sizes.back();
   if (!d.is_const()) c.unsupported("the default scale needs a static head dim");
   return 1.0 / std::sqrt(static_cast<double>(d.const_value()));
 }
@@ -53,7 +53,7 @@ std::vector<ValueId> lower_flash_backward(LowerContext& c) {
   std::vector<ValueId> grads;
   SymExpr start(0);
   for (size_t i = 1; i <= 3; ++i) {
-    const auto& sizes = c.type(ins[i]).sizes;
+    const std::vector<SymExpr> sizes = c.type(ins[i]).sizes;  // a copy: adding nodes moves the types
     SymExpr n = sizes[sizes.size() - 2] * sizes.back();
     ValueId g = c.reshape(last_dim_slice(c, packed, start, n), sizes);
     grads.push_back(c.cast(g, c.out_dtype(i - 1)));
