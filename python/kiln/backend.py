@@ -13,7 +13,7 @@ from torch.fx.passes.operator_support import OperatorSupportBase
 
 from kiln import _C, api
 from kiln.decompositions import decomposition_table
-from kiln.importer import IGNORED_TARGETS, is_symint_node, meta_val, target_name
+from kiln.importer import IGNORED_TARGETS, NodeRejected, is_symint_node, meta_val, target_name
 from kiln.log import log_once, logger
 from kiln.options import Options
 from kiln.runner import compile_graph
@@ -37,6 +37,8 @@ def unsupported_reason(node) -> str | None:
     """None if kiln compiles this node, else a short reason (the op name)."""
     if node.op != "call_function":
         return None
+    if "kiln_rejected" in node.meta:  # its lowering rule refused these arguments
+        return node.meta["kiln_rejected"]
     if node.target is operator.getitem:
         # Unpacking a result is supported exactly when the op that produced it is.
         src = node.args[0]
@@ -118,10 +120,13 @@ def compile_aten_graph(gm: torch.fx.GraphModule, example_inputs, *, opts: Option
         if r is not None:
             reasons.setdefault(r, n)
     if not reasons and not has_constants:
-        runner = compile_graph(gm, opts, name)
-        if runner is not None:
-            return _boxed(runner)
-        return _boxed(gm.forward)
+        try:
+            runner = compile_graph(gm, opts, name, raise_rejected=True)
+        except NodeRejected as e:  # that one node runs eagerly; the rest is partitioned below
+            e.node.meta["kiln_rejected"] = e.reason
+            reasons[e.reason] = e.node
+        else:
+            return _boxed(runner if runner is not None else gm.forward)
 
     # Tensor constants (get_attr) stay outside the partitions, which take them as inputs.
     for r in reasons:

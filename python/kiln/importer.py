@@ -45,6 +45,15 @@ def normalized_args(node) -> list:
     return out
 
 
+class NodeRejected(ValueError):
+    """An op kiln supports in general, rejected by its lowering rule for these arguments."""
+
+    def __init__(self, node: torch.fx.Node, message: str):
+        super().__init__(message)
+        self.node = node
+        self.reason = f"{target_name(node)} ({message.removeprefix('[kiln user error] ').split(': ', 1)[-1]})"
+
+
 class GraphImport:
     """The C++ graph of an FX graph, and how to call it: symbol sources, inputs, outputs."""
 
@@ -52,6 +61,7 @@ class GraphImport:
         self.builder = _C.GraphBuilder()
         self.placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
         self.tensor_args: list[int] = []  # placeholder positions of the graph's tensor inputs
+        self.input_strides: list = []  # per tensor input: its static strides, or None
         self.symbols: list[str] = []
         self.symbol_sources: list[tuple[int, int]] = []  # (placeholder position, dim or -1)
         self.outputs: list[tuple] = []  # ("kiln", j) | ("arg", i) | ("const", v) | ("sym", expr)
@@ -121,6 +131,9 @@ class GraphImport:
             v = meta_val(p)
             if isinstance(v, torch.Tensor):
                 self.tensor_args.append(i)
+                # Static strides the code is compiled for (None when symbolic): the runner copies an
+                # input that arrives in another layout (a tangent, say) into this one.
+                self.input_strides.append(tuple(v.stride()) if all(isinstance(s, int) for s in v.stride()) else None)
                 self._env[p] = self.builder.add_input(
                     str(v.dtype), [_size(s) for s in v.shape], [_size(s) for s in v.stride()], p.name)
             elif isinstance(v, torch.SymInt):
@@ -150,7 +163,10 @@ class GraphImport:
             results = [self._result(val)] if isinstance(val, torch.Tensor) else [
                 self._result(t) for t in val if isinstance(t, torch.Tensor)]
             args = [self._arg(a) for a in normalized_args(n)]
-            outs = self.builder.add_call(name, args, results, n.name)
+            try:
+                outs = self.builder.add_call(name, args, results, n.name)
+            except ValueError as e:
+                raise NodeRejected(n, str(e)) from e
             self._env[n] = outs[0] if isinstance(val, torch.Tensor) else list(outs)
 
     def _outputs(self, outs) -> None:

@@ -9,7 +9,7 @@ import torch
 
 import kiln
 from kiln import _C, api
-from kiln.importer import GraphImport
+from kiln.importer import GraphImport, NodeRejected
 from kiln.log import log_once, logger
 from kiln.options import Options
 
@@ -46,6 +46,18 @@ class KilnGraph:
             layouts.append((sizes, strides, self.compiled.output_alias(j, syms)))
         return layouts
 
+    def _restride(self, inputs, layouts):
+        """inputs with every wrongly strided one copied into its compiled strides (None if that can't be)."""
+        aliased = {alias[1] for _, _, alias in layouts if alias is not None and alias[0] == "input"}
+        fixed = list(inputs)
+        for i, (t, want) in enumerate(zip(inputs, self.imp.input_strides)):
+            if all(n <= 1 or s == w for n, s, w in zip(t.shape, t.stride(), want or t.stride())):
+                continue
+            if want is None or i in aliased:  # a returned view must stay a view of the caller's tensor
+                return None
+            fixed[i] = torch.empty_strided(t.shape, want, dtype=t.dtype).copy_(t)
+        return fixed
+
     def __call__(self, *args):
         if self._disabled:
             api.count("eager_calls")
@@ -59,10 +71,17 @@ class KilnGraph:
         try:
             self.compiled.run(inputs, outs, syms)
         except ValueError as e:
-            # Inputs the code was not compiled for (strides of a backward input, say): stay correct.
-            log_once(f"runfail:{self.name}", f"kiln: {self.name} runs eagerly: {e}")
-            api.count("eager_calls")
-            return self.fallback(*args)
+            # An input in a layout the code was not compiled for (AOTAutograd passes tangents as
+            # autograd made them, not as traced): copy it into the compiled layout, or run eagerly.
+            restrided = self._restride(inputs, layouts) if "stride" in str(e) else None
+            if restrided is None:
+                log_once(f"runfail:{self.name}", f"kiln: {self.name} runs eagerly: {e}")
+                api.count("eager_calls")
+                return self.fallback(*args)
+            log_once(f"restride:{self.name}", f"kiln: {self.name}: {e}; such inputs are copied", logging.INFO)
+            api.count("inputs_restrided")
+            inputs = restrided
+            self.compiled.run(inputs, outs, syms)
         for j, (sizes, strides, alias) in enumerate(layouts):
             if alias is not None:
                 base = inputs[alias[1]] if alias[0] == "input" else outs[alias[1]]
@@ -89,12 +108,15 @@ class KilnGraph:
         return result
 
 
-def compile_graph(gm: torch.fx.GraphModule, opts: Options, name: str):
-    """A KilnGraph for gm, or None (with the reason logged) when kiln cannot compile it."""
+def compile_graph(gm: torch.fx.GraphModule, opts: Options, name: str, *, raise_rejected: bool = False):
+    """A KilnGraph for gm, or None (with the reason logged) when kiln cannot compile it.
+
+    raise_rejected: let a NodeRejected through, so the caller can run just that node eagerly.
+    """
     try:
         return KilnGraph(gm, opts, name)
     except (ValueError, NotImplementedError) as e:
-        if opts.fallback == "error":
+        if opts.fallback == "error" or (raise_rejected and isinstance(e, NodeRejected)):
             raise
         log_once(f"compilefail:{e}", f"kiln: a graph runs eagerly: {e}", logging.WARNING)
         api.count("graphs_failed")
