@@ -14,6 +14,10 @@
 #include <memory>
 #include <vector>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "kiln/runtime/kiln_prelude.h"
 #include "kiln/runtime/kiln_runtime.h"
 
@@ -66,9 +70,10 @@ void tile(int64_t K, const T* a, int64_t ars, int64_t acs, const T* b, int64_t l
 template <typename T, int NV>
 void rows(int64_t M, int64_t K, const T* a, int64_t ars, int64_t acs, const T* b, int64_t ldb, T* c, int64_t ldc,
           bool acc) {
-  constexpr int MR = NV <= 2 ? 8 : 4;
+  constexpr int MR = NV <= 2 ? 8 : 6;  // MR * NV accumulators + NV operands within 32 vector registers
   int64_t i = 0;
   for (; i + MR <= M; i += MR) tile<T, MR, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
+  for (; i + 4 <= M; i += 4) tile<T, 4, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
   for (; i < M; ++i) tile<T, 1, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
 }
 
@@ -86,6 +91,51 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* a, int64_t ars, int64_t acs,
   }
 }
 
+// exp(x) for softmax arguments (x <= 0 after the max is subtracted, -inf for masked entries). Below
+// -87.3 the result is the smallest normal float instead of 0: next to the row's maximum term (1) that
+// is far below rounding, and it keeps 2^n a plain exponent (no denormal scaling, no overflow branch).
+// Same reduction and polynomial as kiln_rt::exp (cephes expf), about half its instructions.
+inline float softmax_exp(float x) {
+  float xc = x < -87.3f ? -87.3f : x;  // NaN stays NaN
+  float n = __builtin_nearbyintf(xc * 1.44269504088896341f);
+  float r = __builtin_fmaf(n, -0.693145751953125f, xc);
+  r = __builtin_fmaf(n, -1.428606765330187045e-06f, r);
+  float p = 1.9875691500E-4f;
+  p = __builtin_fmaf(p, r, 1.3981999507E-3f);
+  p = __builtin_fmaf(p, r, 8.3334519073E-3f);
+  p = __builtin_fmaf(p, r, 4.1665795894E-2f);
+  p = __builtin_fmaf(p, r, 1.6666665459E-1f);
+  p = __builtin_fmaf(p, r, 5.0000001201E-1f);
+  p = __builtin_fmaf(p, r * r, r) + 1.0f;
+  return p * bits_as_float((static_cast<int32_t>(n) + 127) << 23);
+}
+inline double softmax_exp(double x) { return kiln_rt::exp(x); }
+
+// Lane reductions: the AVX-512 shuffle trees where available, else a loop over the lanes.
+template <typename V>
+auto horizontal_max(V m) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(m[0]) == 4) return _mm512_reduce_max_ps(reinterpret_cast<__m512>(m));
+  else return _mm512_reduce_max_pd(reinterpret_cast<__m512d>(m));
+#else
+  auto r = m[0];
+  for (size_t i = 1; i < sizeof(V) / sizeof(r); ++i) r = m[i] > r ? m[i] : r;
+  return r;
+#endif
+}
+
+template <typename V>
+auto horizontal_sum(V s) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(s[0]) == 4) return _mm512_reduce_add_ps(reinterpret_cast<__m512>(s));
+  else return _mm512_reduce_add_pd(reinterpret_cast<__m512d>(s));
+#else
+  auto r = s[0];
+  for (size_t i = 1; i < sizeof(V) / sizeof(r); ++i) r += s[i];
+  return r;
+#endif
+}
+
 // Max and sum of one block row of BC elements with vector accumulators (a scalar loop would not
 // vectorize: reordering float reductions needs -ffast-math, which generated code never uses).
 template <typename T>
@@ -97,9 +147,7 @@ T row_max(const T* x, T init) {
     V y = *reinterpret_cast<const V*>(x + c);
     m = m > y ? m : y;
   }
-  T r = init;
-  for (int i = 0; i < L; ++i) r = m[i] > r ? m[i] : r;
-  return r;
+  return std::max(horizontal_max(m), init);
 }
 
 template <typename T>
@@ -108,9 +156,7 @@ T row_sum(const T* x) {
   constexpr int L = Vec<T>::L;
   V s{};
   for (int64_t c = 0; c < BC; c += L) s += *reinterpret_cast<const V*>(x + c);
-  T r = 0;
-  for (int i = 0; i < L; ++i) r += s[i];
-  return r;
+  return horizontal_sum(s);
 }
 
 // A strided [b1, b2, rows, cols] operand.
@@ -200,7 +246,13 @@ struct Forward {
 
   void pack(int64_t bb) const {
     int64_t i1b = bb / sh.b2, i2b = bb % sh.b2;
-    pack_transposed(kt_all + bb * dp * skp, skp, sh.d, k.at(i1b, i2b), k.rs, k.cs, 0, sh.sk);
+    // Kᵀ block-major ([kb][dp][BC]): one block's rows are contiguous. A single dp x skp panel would put
+    // them skp floats apart, a power of two for the usual lengths, and every row in one cache set.
+    for (int64_t kb = 0; kb < sh.nkb(); ++kb) {
+      int64_t j0 = kb * BC;
+      pack_transposed(kt_all + bb * dp * skp + kb * dp * BC, BC, sh.d, k.at(i1b, i2b), k.rs, k.cs, j0,
+                      std::min(BC, sh.sk - j0));
+    }
     pack_rows(vp_all + bb * skp * dvp, dvp, skp, v.at(i1b, i2b), v.rs, v.cs, 0, sh.sk, sh.dv, T(1));
   }
   static void run_pack(void* self, int64_t bb) { static_cast<const Forward*>(self)->pack(bb); }
@@ -221,7 +273,7 @@ struct Forward {
     int64_t kbe = sh.kb_end(i0, i0 + nr);
     for (int64_t kb = 0; kb < kbe; ++kb) {
       int64_t j0 = kb * BC, nc = std::min(BC, sh.sk - j0);
-      gemm<T>(nr, BC, sh.d, qs.p, dp, 1, kt + j0, skp, s.p, BC, false);
+      gemm<T>(nr, BC, sh.d, qs.p, dp, 1, kt + kb * dp * BC, BC, s.p, BC, false);
       bool edge = nc < BC || (sh.causal && j0 + BC - 1 > i0);
       for (int64_t r = 0; r < nr; ++r) {
         T* sr = s.p + r * BC;
@@ -231,7 +283,7 @@ struct Forward {
         }
         T mx = row_max(sr, m.p[r]);
         T base = mx == -infinity<T>() ? T(0) : mx;  // a row with nothing visible yet stays all zero
-        for (int64_t c = 0; c < BC; ++c) sr[c] = kiln_rt::exp(sr[c] - base);
+        for (int64_t c = 0; c < BC; ++c) sr[c] = softmax_exp(sr[c] - base);
         T sum = row_sum(sr);
         T alpha = kiln_rt::exp(m.p[r] - base);
         if (alpha != T(1)) {
@@ -304,7 +356,7 @@ struct Backward {
           T* dsr = ds.p + r * BC;
           T lse_r = lrow.p[i0 + r], dl = delta.p[i0 + r];
           if (lse_r == -infinity<T>()) lse_r = infinity<T>();  // nothing visible: every p is 0
-          for (int64_t c = 0; c < BC; ++c) pr[c] = kiln_rt::exp(pr[c] - lse_r);
+          for (int64_t c = 0; c < BC; ++c) pr[c] = softmax_exp(pr[c] - lse_r);
           if (edge) {
             int64_t lim = sh.causal ? std::min(nc, i0 + r - j0 + 1) : nc;
             for (int64_t c = std::max<int64_t>(lim, 0); c < BC; ++c) pr[c] = T(0);
