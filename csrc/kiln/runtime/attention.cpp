@@ -33,6 +33,12 @@ struct Vec {
   typedef T type __attribute__((vector_size(64), aligned(sizeof(T))));
 };
 
+inline void cpu_relax() {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#endif
+}
+
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 template <typename T>
@@ -239,23 +245,46 @@ struct Forward {
   Operand<const T> q, k, v;
   Operand<T> out, lse;  // lse: [b1, b2, sq] with element stride lse.rs
   T scale;
-  // Kᵀ (dp x skp) and V (skp x dvp) of every (b1, b2) slice, packed once and shared by its query blocks.
+  // Kᵀ (dp x skp) and V (skp x dvp) of a (b1, b2) slice, packed by the first of its query-block tasks
+  // to start and freed by the last to finish. Tasks run batch-major, so only about one slice per
+  // thread is packed at any time, not the whole batch (that would be as large as K and V together).
   int64_t dp = 0, dvp = 0, skp = 0;
-  T* kt_all = nullptr;
-  T* vp_all = nullptr;
+  struct Slice {
+    std::atomic<int> state{0};  // 0 unpacked, 1 being packed, 2 ready
+    std::atomic<int64_t> pending{0};
+    T* kt = nullptr;
+    T* vp = nullptr;
+  };
+  Slice* slices = nullptr;
 
-  void pack(int64_t bb) const {
-    int64_t i1b = bb / sh.b2, i2b = bb % sh.b2;
-    // Kᵀ block-major ([kb][dp][BC]): one block's rows are contiguous. A single dp x skp panel would put
-    // them skp floats apart, a power of two for the usual lengths, and every row in one cache set.
-    for (int64_t kb = 0; kb < sh.nkb(); ++kb) {
-      int64_t j0 = kb * BC;
-      pack_transposed(kt_all + bb * dp * skp + kb * dp * BC, BC, sh.d, k.at(i1b, i2b), k.rs, k.cs, j0,
-                      std::min(BC, sh.sk - j0));
+  const Slice& acquire(int64_t bb) const {
+    Slice& sl = slices[bb];
+    int expected = 0;
+    if (sl.state.compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
+      int64_t i1b = bb / sh.b2, i2b = bb % sh.b2;
+      sl.kt = static_cast<T*>(std::malloc(sizeof(T) * static_cast<size_t>(dp * skp)));
+      sl.vp = static_cast<T*>(std::malloc(sizeof(T) * static_cast<size_t>(skp * dvp)));
+      // Kᵀ block-major ([kb][dp][BC]): one block's rows are contiguous. A single dp x skp panel would
+      // put them skp floats apart, a power of two for the usual lengths, and every row in one cache set.
+      for (int64_t kb = 0; kb < sh.nkb(); ++kb) {
+        int64_t j0 = kb * BC;
+        pack_transposed(sl.kt + kb * dp * BC, BC, sh.d, k.at(i1b, i2b), k.rs, k.cs, j0, std::min(BC, sh.sk - j0));
+      }
+      pack_rows(sl.vp, dvp, skp, v.at(i1b, i2b), v.rs, v.cs, 0, sh.sk, sh.dv, T(1));
+      sl.state.store(2, std::memory_order_release);
+    } else {
+      while (sl.state.load(std::memory_order_acquire) != 2) cpu_relax();
     }
-    pack_rows(vp_all + bb * skp * dvp, dvp, skp, v.at(i1b, i2b), v.rs, v.cs, 0, sh.sk, sh.dv, T(1));
+    return sl;
   }
-  static void run_pack(void* self, int64_t bb) { static_cast<const Forward*>(self)->pack(bb); }
+
+  void release(int64_t bb) const {
+    Slice& sl = slices[bb];
+    if (sl.pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::free(sl.kt);
+      std::free(sl.vp);
+    }
+  }
 
   // Task t: query blocks in descending order of cost (largest causal blocks first), batch-major.
   void task(int64_t t) const {
@@ -264,8 +293,9 @@ struct Forward {
     int64_t i1b = bb / sh.b2, i2b = bb % sh.b2;
     int64_t i0 = qb * BR, nr = std::min(BR, sh.sq - i0);
     Buffer<T> qs(BR * dp), s(BR * BC), o(BR * dvp), m(BR), l(BR);
-    const T* kt = kt_all + bb * dp * skp;
-    const T* vp = vp_all + bb * skp * dvp;
+    const Slice& slice = acquire(bb);
+    const T* kt = slice.kt;
+    const T* vp = slice.vp;
     pack_rows(qs.p, dp, BR, q.at(i1b, i2b), q.rs, q.cs, i0, nr, sh.d, scale);
     std::fill(o.p, o.p + BR * dvp, T(0));
     std::fill(m.p, m.p + BR, -infinity<T>());
@@ -304,6 +334,7 @@ struct Forward {
       for (int64_t c = 0; c < sh.dv; ++c) orow[c * out.cs] = o.p[r * dvp + c] * inv;
       lb[(i0 + r) * lse.rs] = l.p[r] > T(0) ? m.p[r] + kiln_rt::log(l.p[r]) : -infinity<T>();
     }
+    release(bb);
   }
   static void run(void* self, int64_t t) { static_cast<const Forward*>(self)->task(t); }
 };
@@ -406,10 +437,9 @@ using kiln_rt::attn::Shape;
     f.dvp = kiln_rt::attn::round_up(std::max<int64_t>(f.sh.dv, 1), L);                                            \
     f.skp = kiln_rt::attn::round_up(std::max<int64_t>(f.sh.sk, 1), kiln_rt::attn::BC);                            \
     int64_t nb = f.sh.b1 * f.sh.b2;                                                                               \
-    kiln_rt::attn::Buffer<T> kt(nb * f.dp * f.skp), vp(nb * f.skp * f.dvp);                                        \
-    f.kt_all = kt.p;                                                                                              \
-    f.vp_all = vp.p;                                                                                              \
-    kiln_rt::attn::run_tasks(nb, &f, Forward<T>::run_pack);                                                       \
+    std::unique_ptr<typename Forward<T>::Slice[]> slices(new typename Forward<T>::Slice[static_cast<size_t>(nb)]);  \
+    for (int64_t i = 0; i < nb; ++i) slices[static_cast<size_t>(i)].pending.store(f.sh.nqb());                    \
+    f.slices = slices.get();                                                                                      \
     kiln_rt::attn::run_tasks(nb * f.sh.nqb(), &f, Forward<T>::run);                                               \
   }                                                                                                               \
   void kiln_attention_bwd_##suffix(const int64_t* shape, int causal, T scale, const T* dout,                     \

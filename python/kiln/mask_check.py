@@ -1,0 +1,38 @@
+"""Counts where an input-free mask subgraph differs from the causal mask, in one kiln kernel.
+
+The attention rewrite must prove a mask is exactly `j <= i`. Running the mask's nodes in eager would
+allocate several sq x sk tensors (the int64 difference of two aranges alone is 8 bytes an element);
+compiled by kiln, the comparison and the count fuse into one reduction that allocates nothing.
+"""
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch.fx.passes.fake_tensor_prop import FakeTensorProp
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+aten = torch.ops.aten
+_ids = itertools.count()
+
+
+def count_mismatches(nodes: list[torch.fx.Node], sq: int, sk: int) -> int:
+    """Number of (i, j) where the bool mask computed by `nodes` (last one) differs from j <= i."""
+    from kiln.options import Options
+    from kiln.runner import KilnGraph
+
+    g = torch.fx.Graph()
+    env: dict = {}
+    for n in nodes:
+        env[n] = g.node_copy(n, lambda a: env[a])
+    mask = g.call_function(aten.view.default, (env[nodes[-1]], [sq, sk]))
+    rows = g.call_function(aten.unsqueeze.default, (g.call_function(aten.arange.default, (sq,)), 1))
+    cols = g.call_function(aten.unsqueeze.default, (g.call_function(aten.arange.default, (sk,)), 0))
+    causal = g.call_function(aten.ge.Tensor, (rows, cols))
+    differ = g.call_function(aten.ne.Tensor, (mask, causal))
+    count = g.call_function(aten.sum.default, (differ,))
+    g.output((count,))
+    gm = torch.fx.GraphModule(torch.nn.Module(), g)
+    FakeTensorProp(gm, FakeTensorMode()).propagate()
+    (result,) = KilnGraph(gm, Options.from_args(None, None), f"mask_check{next(_ids)}")()
+    return int(result)
