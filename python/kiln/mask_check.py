@@ -16,8 +16,30 @@ aten = torch.ops.aten
 _ids = itertools.count()
 
 
+_memo: dict = {}
+
+
+def _structure(nodes: list[torch.fx.Node]) -> tuple:
+    """A key equal for two subgraphs that compute the same thing (each layer rebuilds the same mask)."""
+    index = {n: i for i, n in enumerate(nodes)}
+
+    def arg(a):
+        return ("node", index[a]) if isinstance(a, torch.fx.Node) else repr(a)
+
+    return tuple((str(n.target), tuple(torch.fx.node.map_aggregate(n.args, arg)),
+                  tuple(sorted((k, repr(torch.fx.node.map_aggregate(v, arg))) for k, v in n.kwargs.items())))
+                 for n in nodes)
+
+
 def count_mismatches(nodes: list[torch.fx.Node], sq: int, sk: int) -> int:
     """Number of (i, j) where the bool mask computed by `nodes` (last one) differs from j <= i."""
+    key = (_structure(nodes), sq, sk)
+    if key not in _memo:
+        _memo[key] = _count(nodes, sq, sk)
+    return _memo[key]
+
+
+def _count(nodes: list[torch.fx.Node], sq: int, sk: int) -> int:
     from kiln.options import Options
     from kiln.runner import KilnGraph
 

@@ -320,7 +320,7 @@ def test_installed_package_works_from_another_directory(run_python):
         q = torch.randn(1, 6, 4)
         out = torch.compile(attention, backend="kiln")(q, q, q)
         torch.testing.assert_close(out, attention(q, q, q), rtol=1e-5, atol=1e-6)
-        assert kiln.stats()["calls"] == 1
+        assert kiln.stats()["calls"] == 2  # the graph, and the kernel that proved its causal mask
         print("OK", kiln.__file__)
     """, cwd="/tmp")
     assert "OK" in p.stdout
