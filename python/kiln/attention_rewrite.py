@@ -69,8 +69,12 @@ def _view_chain_up(n: torch.fx.Node) -> list[torch.fx.Node]:
     return chain
 
 
-def _run(nodes: list[torch.fx.Node], env: dict) -> torch.Tensor:
-    """Evaluates `nodes` (in order) on real tensors; env maps the other nodes they read."""
+def _run(nodes: list[torch.fx.Node], env: dict, *, clone_as_alias: bool = False) -> torch.Tensor:
+    """Evaluates `nodes` (in order); env maps the other nodes they read.
+
+    clone_as_alias: a clone copies values unchanged, so for an index map it is the identity; replaying
+    it as an alias keeps the result a view whose strides still describe the whole map.
+    """
 
     def look(a):
         return env[a] if isinstance(a, torch.fx.Node) else a
@@ -78,7 +82,10 @@ def _run(nodes: list[torch.fx.Node], env: dict) -> torch.Tensor:
     for node in nodes:
         args = torch.fx.node.map_aggregate(node.args, look)
         kwargs = torch.fx.node.map_aggregate(node.kwargs, look)
-        env[node] = node.target(*args, **kwargs)
+        if clone_as_alias and node.target is aten.clone.default:
+            env[node] = aten.alias.default(args[0])
+        else:
+            env[node] = node.target(*args, **kwargs)
     return env[nodes[-1]]
 
 
@@ -100,7 +107,7 @@ def _source_through_views(operand: torch.fx.Node, expect) -> torch.fx.Node | Non
             continue
         probe = torch.empty(tuple(v.shape), device="meta")
         try:
-            got = _run(list(reversed(chain[:i])), {src: probe}) if i > 0 else probe
+            got = _run(list(reversed(chain[:i])), {src: probe}, clone_as_alias=True) if i > 0 else probe
             want = expect(probe)
         except Exception:  # noqa: BLE001 - a chain the probe cannot replay is simply not a match
             continue

@@ -92,6 +92,19 @@ def test_transformer_spelling_is_rewritten_and_matches():
     assert delta.get("attention_rewrites", 0) == 1
 
 
+def test_transformer_spelling_on_head_split_views_is_rewritten():
+    """Heads split from [B, S, H*D] projections: q, k, v are transposed views, and einsum copies them."""
+    g = torch.Generator().manual_seed(5)
+    x = [torch.randn(2, 50, 3 * 16, generator=g).requires_grad_() for _ in range(3)]
+
+    def fn(xq, xk, xv):
+        q, k, v = (t.view(2, 50, 3, 16).transpose(1, 2) for t in (xq, xk, xv))
+        return _einsum_where_attention(q, k, v).transpose(1, 2).reshape(2, 50, 48)
+
+    _, _, delta = run_compiled(fn, *x, grad=True, rtol=1e-4, atol=1e-5)
+    assert delta.get("attention_rewrites", 0) == 1
+
+
 def test_multiply_by_scale_and_large_inputs():
     q, k, v = _qkv(2, 0, 80, 80, 8, scale=20.0)
 

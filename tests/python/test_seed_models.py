@@ -73,6 +73,7 @@ def test_transformer_tiny_forward_and_grad():
     # the whole model is one forward and one backward graph, plus the kernel that proved the causal
     # mask (built the same way in every layer: checked once)
     assert delta["graphs_compiled"] == 3, delta
+    assert delta["attention_rewrites"] == model.cfg.num_layers, delta  # every layer's attention is fused
     _assert_nothing_fell_back(delta)
 
 

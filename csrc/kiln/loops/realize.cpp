@@ -55,18 +55,37 @@ bool fix_extern_operands(const Graph& g, KernelPlan& plan) {
   bool changed = false;
   for (const Node& n : g.nodes()) {
     if (op_kind(n.op) != OpKind::Extern) continue;
+    auto operand_ok = [&](ValueId in) {
+      auto lay = affine_layout(g, plan.realized, plan.storage, in);
+      if (!lay || n.op != Op::index_add_rows) return lay.has_value();
+      const auto& sizes = g.type(in).sizes;
+      size_t last = sizes.size() - 1;
+      return lay->strides[last].is_const(1) || sizes[last].is_const(1);
+    };
     for (size_t k = 0; k < n.inputs.size(); ++k) {
       ValueId in = n.inputs[k];
-      auto lay = affine_layout(g, plan.realized, plan.storage, in);
-      bool ok = lay.has_value();
-      if (ok && n.op == Op::index_add_rows) {
-        const auto& sizes = g.type(in).sizes;
-        size_t last = sizes.size() - 1;
-        ok = lay->strides[last].is_const(1) || sizes[last].is_const(1);
-      }
-      if (!ok) {
+      if (!operand_ok(in)) {
         KILN_USER_CHECK(!plan.realized[static_cast<size_t>(in)],
                         "kiln cannot pass a value with this layout to ", op_name(n.op));
+        // Prefer storing the value under the operand's views (a matmul reads a [B*S, D] reshape of a
+        // [B, S, D] norm): its kernel keeps its natural loop domain and fuses with its neighbours,
+        // such as the reduction it follows. Only if the views then read it in place.
+        ValueId base = in;
+        while (const Node* p = g.producer(base)) {
+          if (op_kind(p->op) != OpKind::View || plan.realized[static_cast<size_t>(p->inputs[0])]) break;
+          base = p->inputs[0];
+        }
+        const Node* bp = g.producer(base);
+        if (base != in && bp && op_kind(bp->op) != OpKind::Source) {
+          plan.realized[static_cast<size_t>(base)] = true;
+          assign_storage(g, plan);
+          if (operand_ok(in)) {
+            changed = true;
+            continue;
+          }
+          plan.realized[static_cast<size_t>(base)] = false;
+          assign_storage(g, plan);
+        }
         plan.realized[static_cast<size_t>(in)] = true;
         changed = true;
       }
