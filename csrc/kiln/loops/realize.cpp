@@ -151,7 +151,8 @@ void decide_realization(const Graph& g, const std::vector<bool>& alias_ok, Kerne
     const Node& n = g.nodes()[i];
     size_t v = static_cast<size_t>(n.result);
     int64_t uses = inline_uses[v];
-    if (!plan.realized[v] && uses > 1 && cost[v] >= 4) plan.realized[v] = true;
+    // A view is free to recompute: its uses pass down to the value under it, which is stored instead.
+    if (!plan.realized[v] && uses > 1 && cost[v] >= 4 && op_kind(n.op) != OpKind::View) plan.realized[v] = true;
     int64_t contribution = plan.realized[v] ? 1 : std::min<int64_t>(uses, 1 << 20);
     for (ValueId in : n.inputs) inline_uses[static_cast<size_t>(in)] += contribution;
   }
