@@ -154,6 +154,10 @@ void decide_realization(const Graph& g, const std::vector<bool>& alias_ok, Kerne
     // A view is free to recompute: its uses pass down to the value under it, which is stored instead.
     if (!plan.realized[v] && uses > 1 && cost[v] >= 4 && op_kind(n.op) != OpKind::View) plan.realized[v] = true;
     int64_t contribution = plan.realized[v] ? 1 : std::min<int64_t>(uses, 1 << 20);
+    // A broadcast recomputes its input once per copy: a costly scalar (AdamW's bias correction, a
+    // pow of the step) read through an expand counts as used many times, so it is computed once.
+    if (n.op == Op::expand && g.type(n.inputs[0]).numel() != g.type(n.result).numel())
+      contribution = std::max<int64_t>(contribution, 2);
     for (ValueId in : n.inputs) inline_uses[static_cast<size_t>(in)] += contribution;
   }
 
