@@ -15,6 +15,7 @@ from kiln import _C, api
 from kiln.decompositions import decomposition_table
 from kiln.importer import IGNORED_TARGETS, NodeRejected, is_symint_node, meta_val, target_name
 from kiln.log import log_once, logger
+from kiln.mutations import split_mutations, with_mutations
 from kiln.options import Options
 from kiln.runner import compile_graph
 
@@ -112,6 +113,7 @@ def compile_aten_graph(gm: torch.fx.GraphModule, example_inputs, *, opts: Option
     else:
         _C.set_num_threads(torch.get_num_threads())
     name = f"graph{next(_graph_ids)}_{kind}"
+    mutations = split_mutations(gm)  # only inference graphs keep input mutations (copy_ nodes)
     reasons = {}
     has_constants = False
     for n in gm.graph.nodes:
@@ -126,7 +128,9 @@ def compile_aten_graph(gm: torch.fx.GraphModule, example_inputs, *, opts: Option
             e.node.meta["kiln_rejected"] = e.reason
             reasons[e.reason] = e.node
         else:
-            return _boxed(runner if runner is not None else gm.forward)
+            if runner is not None:
+                _write_in_place(runner, mutations)
+            return with_mutations(_boxed(runner if runner is not None else gm.forward), mutations)
 
     # Tensor constants (get_attr) stay outside the partitions, which take them as inputs.
     for r in reasons:
@@ -149,7 +153,17 @@ def compile_aten_graph(gm: torch.fx.GraphModule, example_inputs, *, opts: Option
                                    unsupported_reason(n) is not None))
     logger.info("%s: %d kiln partitions, eager ops: %s", name, islands, sorted(reasons))
     fused.recompile()
-    return _boxed(fused.forward)
+    return with_mutations(_boxed(fused.forward), mutations)
+
+
+def _write_in_place(runner, mutations) -> None:
+    """Hands each input that the graph only overwrites to the compiled code as its output buffer."""
+    outs = runner.imp.outputs
+    first_extra = len(outs) - len(mutations)
+    for k, m in enumerate(mutations):
+        kind, v = outs[first_extra + k]
+        if m.in_place and kind == "kiln" and sum(1 for o in outs if o == (kind, v)) == 1:
+            runner.write_into[v] = m.arg
 
 
 class _Island(torch.nn.Module):
@@ -185,7 +199,7 @@ def kiln_backend(gm: torch.fx.GraphModule, example_inputs, *, mode: str | None =
         inference_compiler=functools.partial(compile_aten_graph, opts=opts, kind="inference"),
         decompositions=decomposition_table(),
         partition_fn=kiln_partition,
-        keep_inference_input_mutations=False,
+        keep_inference_input_mutations=True,  # copy_ nodes: see kiln.mutations
     )(gm, example_inputs)
 
 

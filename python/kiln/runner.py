@@ -38,6 +38,7 @@ class KilnGraph:
         self.out_dtypes = [_DTYPES[self.compiled.output_dtype(j)] for j in range(len(self.imp.kiln_outputs))]
         self._static_layouts = self._layouts([]) if self.static else None
         self._disabled = False
+        self.write_into: dict[int, int] = {}  # kiln output -> argument that is its buffer (kiln.mutations)
 
     def _layouts(self, syms):
         layouts = []
@@ -45,6 +46,15 @@ class KilnGraph:
             sizes, strides = self.compiled.output_layout(j, syms)
             layouts.append((sizes, strides, self.compiled.output_alias(j, syms)))
         return layouts
+
+    def _outputs_in_place(self, args, layouts):
+        outs = []
+        for j, ((sizes, strides, alias), dt) in enumerate(zip(layouts, self.out_dtypes)):
+            t = args[self.write_into[j]] if j in self.write_into else None
+            fits = t is not None and alias is None and t.dtype == dt and tuple(t.shape) == tuple(sizes) and all(
+                n <= 1 or s == w for n, s, w in zip(sizes, t.stride(), strides))
+            outs.append(t if fits else None if alias is not None else torch.empty_strided(sizes, strides, dtype=dt))
+        return outs
 
     def _restride(self, inputs, layouts):
         """inputs with every wrongly strided one copied into its compiled strides (None if that can't be)."""
@@ -67,7 +77,8 @@ class KilnGraph:
         inputs = [args[i] for i in imp.tensor_args]
         layouts = self._static_layouts if self.static else self._layouts(syms)
         outs = [None if alias is not None else torch.empty_strided(sizes, strides, dtype=dt)
-                for (sizes, strides, alias), dt in zip(layouts, self.out_dtypes)]
+                for (sizes, strides, alias), dt in zip(layouts, self.out_dtypes)] if not self.write_into else \
+            self._outputs_in_place(args, layouts)
         try:
             self.compiled.run(inputs, outs, syms)
         except ValueError as e:
