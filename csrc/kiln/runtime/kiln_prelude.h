@@ -57,14 +57,18 @@ inline float select(bool c, float a, float b) {
   return bits_as_float((float_as_bits(a) & m) | (float_as_bits(b) & ~m));
 }
 
+// p(x) = c0 x^n + c1 x^(n-1) + ... + cn by Horner's rule, one fma per step, highest degree first.
+template <class... C>
+inline float horner(float x, float c0, C... cs) {
+  float p = c0;
+  ((p = __builtin_fmaf(p, x, cs)), ...);
+  return p;
+}
+
 // expm1(r) for |r| <= ln2/2: r + r^2 P(r), the Cephes expf polynomial.
 inline float expm1_kernel(float r) {
-  float p = 1.9875691500E-4f;
-  p = __builtin_fmaf(p, r, 1.3981999507E-3f);
-  p = __builtin_fmaf(p, r, 8.3334519073E-3f);
-  p = __builtin_fmaf(p, r, 4.1665795894E-2f);
-  p = __builtin_fmaf(p, r, 1.6666665459E-1f);
-  p = __builtin_fmaf(p, r, 5.0000001201E-1f);
+  float p = horner(r, 1.9875691500E-4f, 1.3981999507E-3f, 8.3334519073E-3f, 4.1665795894E-2f, 1.6666665459E-1f,
+                   5.0000001201E-1f);
   return __builtin_fmaf(p, r * r, r);
 }
 
@@ -120,15 +124,8 @@ inline float log_plus(float x, float c) {
   float f = bits_as_float(ix - (t & static_cast<int32_t>(0xff800000))) - 1.0f;
   float kf = static_cast<float>(k);
   float z = f * f;
-  float p = 7.0376836292E-2f;
-  p = __builtin_fmaf(p, f, -1.1514610310E-1f);
-  p = __builtin_fmaf(p, f, 1.1676998740E-1f);
-  p = __builtin_fmaf(p, f, -1.2420140846E-1f);
-  p = __builtin_fmaf(p, f, 1.4249322787E-1f);
-  p = __builtin_fmaf(p, f, -1.6668057665E-1f);
-  p = __builtin_fmaf(p, f, 2.0000714765E-1f);
-  p = __builtin_fmaf(p, f, -2.4999993993E-1f);
-  p = __builtin_fmaf(p, f, 3.3333331174E-1f);
+  float p = horner(f, 7.0376836292E-2f, -1.1514610310E-1f, 1.1676998740E-1f, -1.2420140846E-1f, 1.4249322787E-1f,
+                   -1.6668057665E-1f, 2.0000714765E-1f, -2.4999993993E-1f, 3.3333331174E-1f);
   float y = __builtin_fmaf(kf, -2.12194440e-4f, c);
   y = __builtin_fmaf(f * z, p, y);
   y = __builtin_fmaf(-0.5f, z, y);
@@ -167,11 +164,7 @@ inline double log1p(double x) { return __builtin_log1p(x); }
 inline float tanh(float x) {
   float a = __builtin_fabsf(x);
   float z = x * x;
-  float p = -5.70498872745E-3f;
-  p = __builtin_fmaf(p, z, 2.06390887954E-2f);
-  p = __builtin_fmaf(p, z, -5.37397155531E-2f);
-  p = __builtin_fmaf(p, z, 1.33314422036E-1f);
-  p = __builtin_fmaf(p, z, -3.33332819422E-1f);
+  float p = horner(z, -5.70498872745E-3f, 2.06390887954E-2f, -5.37397155531E-2f, 1.33314422036E-1f, -3.33332819422E-1f);
   float small = __builtin_fmaf(a * z, p, a);
   float ac = select(a > 9.5f, 9.5f, a);
   float e = exp(ac + ac);
@@ -187,21 +180,11 @@ inline double tanh(double x) { return __builtin_tanh(x); }
 inline float erf(float x) {
   float a = __builtin_fabsf(x);
   float z = x * x;
-  float p = 7.992304018e-05f;
-  p = __builtin_fmaf(p, z, -8.049064199e-04f);
-  p = __builtin_fmaf(p, z, 5.192369223e-03f);
-  p = __builtin_fmaf(p, z, -2.685572580e-02f);
-  p = __builtin_fmaf(p, z, 1.128362566e-01f);
-  p = __builtin_fmaf(p, z, -3.761262894e-01f);
-  p = __builtin_fmaf(p, z, 1.283791661e-01f);  // 2/sqrt(pi) - 1
+  float p = horner(z, 7.992304018e-05f, -8.049064199e-04f, 5.192369223e-03f, -2.685572580e-02f, 1.128362566e-01f,
+                   -3.761262894e-01f, 1.283791661e-01f);  // last: 2/sqrt(pi) - 1
   float small = __builtin_fmaf(a, p, a);
-  float q = 1.947348792e-04f;
-  q = __builtin_fmaf(q, a, -3.031591885e-03f);
-  q = __builtin_fmaf(q, a, 2.218134701e-02f);
-  q = __builtin_fmaf(q, a, -1.038388088e-01f);
-  q = __builtin_fmaf(q, a, -6.372858286e-01f);
-  q = __builtin_fmaf(q, a, -1.127615452e+00f);
-  q = __builtin_fmaf(q, a, -2.099051344e-04f);
+  float q = horner(a, 1.947348792e-04f, -3.031591885e-03f, 2.218134701e-02f, -1.038388088e-01f, -6.372858286e-01f,
+                   -1.127615452e+00f, -2.099051344e-04f);
   float big = select(a >= 3.9192059f, 1.0f, 1.0f - exp(q));
   return __builtin_copysignf(select(a < 0.921875f, small, big), x);
 }
