@@ -11,7 +11,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -20,6 +19,10 @@
 
 #include "kiln/runtime/kiln_prelude.h"
 #include "kiln/runtime/kiln_runtime.h"
+
+#pragma GCC visibility push(hidden)
+#include "kiln/runtime/gemm_pack.h"  // the 16x16 float transposes
+#pragma GCC visibility pop
 
 namespace kiln_rt::attn {
 namespace {
@@ -32,12 +35,6 @@ struct Vec {
   static constexpr int L = 64 / sizeof(T);  // one 512-bit vector (two 256-bit halves on AVX2)
   typedef T type __attribute__((vector_size(64), aligned(sizeof(T))));
 };
-
-inline void cpu_relax() {
-#if defined(__x86_64__)
-  __builtin_ia32_pause();
-#endif
-}
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -80,6 +77,7 @@ void rows(int64_t M, int64_t K, const T* a, int64_t ars, int64_t acs, const T* b
   int64_t i = 0;
   for (; i + MR <= M; i += MR) tile<T, MR, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
   for (; i + 4 <= M; i += 4) tile<T, 4, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
+  for (; i + 2 <= M; i += 2) tile<T, 2, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
   for (; i < M; ++i) tile<T, 1, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
 }
 
@@ -231,103 +229,129 @@ void run_tasks(int64_t count, void* ctx, void (*run)(void*, int64_t)) {
   kiln_parallel_for(0, std::max<int64_t>(threads, 1), 1, drain, &q);
 }
 
+// Qᵀ of a block of query rows: dst[c * BR + r] = scale * src[r * rs + c * cs] for r < nr, c < d; the
+// columns r >= nr are zero.
+template <typename T>
+void pack_queries_transposed(T* dst, const T* src, int64_t rs, int64_t cs, int64_t nr, int64_t d, T scale) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    if (cs == 1) {
+      gemm::pack_sliver_f32<BR>(src, rs, 1, static_cast<int>(nr), d, dst);
+      for (int64_t i = 0; i < d * BR; ++i) dst[i] *= scale;
+      return;
+    }
+  }
+#endif
+  for (int64_t r = 0; r < BR; ++r)
+    for (int64_t c = 0; c < d; ++c) dst[c * BR + r] = r < nr ? scale * src[r * rs + c * cs] : T(0);
+}
+
+// The inverse for the result: dst[r * rs + c * cs] = src[c * BR + r] * inv[r] for r < nr, c < dv.
+template <typename T>
+void unpack_output_transposed(T* dst, int64_t rs, int64_t cs, const T* src, const T* inv, int64_t nr, int64_t dv) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    if (cs == 1) {
+      for (int64_t r0 = 0; r0 < nr; r0 += 16)
+        for (int64_t c0 = 0; c0 < dv; c0 += 16) {
+          __m512 x[16];
+#pragma GCC unroll 16
+          for (int i = 0; i < 16; ++i)
+            x[i] = c0 + i < dv ? _mm512_loadu_ps(src + (c0 + i) * BR + r0) : _mm512_setzero_ps();
+          gemm::transpose16x16(x);
+          const __mmask16 cm = gemm::lane_mask16(dv - c0);
+#pragma GCC unroll 16
+          for (int i = 0; i < 16; ++i)
+            if (r0 + i < nr)
+              _mm512_mask_storeu_ps(dst + (r0 + i) * rs + c0, cm, _mm512_mul_ps(x[i], _mm512_set1_ps(inv[r0 + i])));
+        }
+      return;
+    }
+  }
+#endif
+  for (int64_t r = 0; r < nr; ++r)
+    for (int64_t c = 0; c < dv; ++c) dst[r * rs + c * cs] = src[c * BR + r] * inv[r];
+}
+
 // ---- forward --------------------------------------------------------------------------------------
+// Each task is one block of BR query rows, worked in transposed form: the score block is Sᵀ = K Qᵀ
+// (key rows by query columns) and the output accumulates as Oᵀ = Vᵀ Pᵀ. With query rows in vector
+// lanes, the online softmax's row max, row sum and rescaling are plain lane-wise operations down the
+// key rows: no horizontal reductions and no scalar exp per row, which at 64 keys per block had made
+// the softmax cost more than the two block products. K and V are read in place (the products only
+// broadcast their elements), so nothing per key is packed; Qᵀ and Oᵀ are one transpose per task.
 template <typename T>
 struct Forward {
   Shape sh;
   Operand<const T> q, k, v;
   Operand<T> out, lse;  // lse: [b1, b2, sq] with element stride lse.rs
   T scale;
-  // Kᵀ (dp x skp) and V (skp x dvp) of a (b1, b2) slice, packed by the first of its query-block tasks
-  // to start and freed by the last to finish. Tasks run batch-major, so only about one slice per
-  // thread is packed at any time, not the whole batch (that would be as large as K and V together).
-  int64_t dp = 0, dvp = 0, skp = 0;
-  struct Slice {
-    std::atomic<int> state{0};  // 0 unpacked, 1 being packed, 2 ready
-    std::atomic<int64_t> pending{0};
-    T* kt = nullptr;
-    T* vp = nullptr;
-  };
-  Slice* slices = nullptr;
-
-  const Slice& acquire(int64_t bb) const {
-    Slice& sl = slices[bb];
-    int expected = 0;
-    if (sl.state.compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
-      int64_t i1b = bb / sh.b2, i2b = bb % sh.b2;
-      sl.kt = static_cast<T*>(std::malloc(sizeof(T) * static_cast<size_t>(dp * skp)));
-      sl.vp = static_cast<T*>(std::malloc(sizeof(T) * static_cast<size_t>(skp * dvp)));
-      // Kᵀ block-major ([kb][dp][BC]): one block's rows are contiguous. A single dp x skp panel would
-      // put them skp floats apart, a power of two for the usual lengths, and every row in one cache set.
-      for (int64_t kb = 0; kb < sh.nkb(); ++kb) {
-        int64_t j0 = kb * BC;
-        pack_transposed(sl.kt + kb * dp * BC, BC, sh.d, k.at(i1b, i2b), k.rs, k.cs, j0, std::min(BC, sh.sk - j0));
-      }
-      pack_rows(sl.vp, dvp, skp, v.at(i1b, i2b), v.rs, v.cs, 0, sh.sk, sh.dv, T(1));
-      sl.state.store(2, std::memory_order_release);
-    } else {
-      while (sl.state.load(std::memory_order_acquire) != 2) cpu_relax();
-    }
-    return sl;
-  }
-
-  void release(int64_t bb) const {
-    Slice& sl = slices[bb];
-    if (sl.pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::free(sl.kt);
-      std::free(sl.vp);
-    }
-  }
 
   // Task t: query blocks in descending order of cost (largest causal blocks first), batch-major.
   void task(int64_t t) const {
-    int64_t nqb = sh.nqb();
-    int64_t qb = nqb - 1 - t % nqb, bb = t / nqb;
-    int64_t i1b = bb / sh.b2, i2b = bb % sh.b2;
-    int64_t i0 = qb * BR, nr = std::min(BR, sh.sq - i0);
-    Buffer<T> qs(BR * dp), s(BR * BC), o(BR * dvp), m(BR), l(BR);
-    const Slice& slice = acquire(bb);
-    const T* kt = slice.kt;
-    const T* vp = slice.vp;
-    pack_rows(qs.p, dp, BR, q.at(i1b, i2b), q.rs, q.cs, i0, nr, sh.d, scale);
-    std::fill(o.p, o.p + BR * dvp, T(0));
-    std::fill(m.p, m.p + BR, -infinity<T>());
-    std::fill(l.p, l.p + BR, T(0));
-    int64_t kbe = sh.kb_end(i0, i0 + nr);
+    using V = typename Vec<T>::type;
+    constexpr int L = Vec<T>::L;
+    constexpr int NCH = BR / L;  // vectors across a block's query rows
+    const int64_t nqb = sh.nqb();
+    const int64_t qb = nqb - 1 - t % nqb, bb = t / nqb;
+    const int64_t i1b = bb / sh.b2, i2b = bb % sh.b2;
+    const int64_t i0 = qb * BR, nr = std::min(BR, sh.sq - i0);
+    Buffer<T> qt(std::max<int64_t>(sh.d, 1) * BR), st(BC * BR), ot(std::max<int64_t>(sh.dv, 1) * BR);
+    alignas(64) T m[BR], l[BR], base[BR], alpha[BR];
+    pack_queries_transposed(qt.p, q.at(i1b, i2b) + i0 * q.rs, q.rs, q.cs, nr, sh.d, scale);
+    std::fill(ot.p, ot.p + sh.dv * BR, T(0));
+    std::fill(m, m + BR, -infinity<T>());
+    std::fill(l, l + BR, T(0));
+    const T* kb0 = k.at(i1b, i2b);
+    const T* vb0 = v.at(i1b, i2b);
+    const int64_t kbe = sh.kb_end(i0, i0 + nr);
     for (int64_t kb = 0; kb < kbe; ++kb) {
-      int64_t j0 = kb * BC, nc = std::min(BC, sh.sk - j0);
-      gemm<T>(nr, BC, sh.d, qs.p, dp, 1, kt + kb * dp * BC, BC, s.p, BC, false);
-      bool edge = nc < BC || (sh.causal && j0 + BC - 1 > i0);
-      for (int64_t r = 0; r < nr; ++r) {
-        T* sr = s.p + r * BC;
-        if (edge) {
-          int64_t lim = sh.causal ? std::min(nc, i0 + r - j0 + 1) : nc;  // columns < lim are visible
-          for (int64_t c = std::max<int64_t>(lim, 0); c < BC; ++c) sr[c] = -infinity<T>();
+      const int64_t j0 = kb * BC, nc = std::min(BC, sh.sk - j0);
+      gemm<T>(nc, BR, sh.d, kb0 + j0 * k.rs, k.rs, k.cs, qt.p, BR, st.p, BR, false);
+      if (sh.causal && j0 + nc - 1 > i0)  // key j visible to query i iff j <= i
+        for (int64_t j = 0; j < nc; ++j) {
+          T* row = st.p + j * BR;
+          for (int64_t r = 0; r < std::min<int64_t>(j0 + j - i0, BR); ++r) row[r] = -infinity<T>();
         }
-        T mx = row_max(sr, m.p[r]);
-        T base = mx == -infinity<T>() ? T(0) : mx;  // a row with nothing visible yet stays all zero
-        for (int64_t c = 0; c < BC; ++c) sr[c] = softmax_exp(sr[c] - base);
-        T sum = row_sum(sr);
-        T alpha = kiln_rt::exp(m.p[r] - base);
-        if (alpha != T(1)) {
-          T* orow = o.p + r * dvp;
-          for (int64_t c = 0; c < dvp; ++c) orow[c] *= alpha;
+      // New running max: two accumulators per vector hide the max's latency.
+      V mx[NCH][2];
+      for (int h = 0; h < NCH; ++h) mx[h][0] = mx[h][1] = *reinterpret_cast<const V*>(m + h * L);
+      for (int64_t j = 0; j < nc; ++j)
+        for (int h = 0; h < NCH; ++h) {
+          const V x = *reinterpret_cast<const V*>(st.p + j * BR + h * L);
+          mx[h][j & 1] = x > mx[h][j & 1] ? x : mx[h][j & 1];
         }
-        l.p[r] = l.p[r] * alpha + sum;
-        m.p[r] = mx;
+      for (int h = 0; h < NCH; ++h) {
+        const V a = mx[h][0], b = mx[h][1];
+        *reinterpret_cast<V*>(base + h * L) = a > b ? a : b;
       }
-      gemm<T>(nr, dvp, BC, s.p, BC, 1, vp + j0 * dvp, dvp, o.p, dvp, true);
+      for (int64_t r = 0; r < BR; ++r) {
+        const T mnew = base[r];
+        base[r] = mnew == -infinity<T>() ? T(0) : mnew;  // nothing visible yet: the row stays all zero
+        alpha[r] = softmax_exp(m[r] - base[r]);
+        m[r] = mnew;
+        l[r] *= alpha[r];
+      }
+      for (int64_t j = 0; j < nc; ++j) {
+        T* row = st.p + j * BR;
+        for (int64_t r = 0; r < BR; ++r) {
+          row[r] = softmax_exp(row[r] - base[r]);
+          l[r] += row[r];
+        }
+      }
+      for (int64_t c = 0; c < sh.dv; ++c)
+        for (int64_t r = 0; r < BR; ++r) ot.p[c * BR + r] *= alpha[r];
+      gemm<T>(sh.dv, BR, nc, vb0 + j0 * v.rs, v.cs, v.rs, st.p, BR, ot.p, BR, true);
     }
     T* ob = out.at(i1b, i2b);
     T* lb = lse.at(i1b, i2b);
+    alignas(64) T inv[BR];
     for (int64_t r = 0; r < nr; ++r) {
       // No visible key: eager's softmax over an all -inf row is NaN; over an empty row the product is 0.
-      T inv = l.p[r] > T(0) ? T(1) / l.p[r] : (sh.sk == 0 ? T(0) : quiet_nan<T>());
-      T* orow = ob + (i0 + r) * out.rs;
-      for (int64_t c = 0; c < sh.dv; ++c) orow[c * out.cs] = o.p[r * dvp + c] * inv;
-      lb[(i0 + r) * lse.rs] = l.p[r] > T(0) ? m.p[r] + kiln_rt::log(l.p[r]) : -infinity<T>();
+      inv[r] = l[r] > T(0) ? T(1) / l[r] : (sh.sk == 0 ? T(0) : quiet_nan<T>());
+      lb[(i0 + r) * lse.rs] = l[r] > T(0) ? m[r] + kiln_rt::log(l[r]) : -infinity<T>();
     }
-    release(bb);
+    unpack_output_transposed(ob + i0 * out.rs, out.rs, out.cs, ot.p, inv, nr, sh.dv);
   }
   static void run(void* self, int64_t t) { static_cast<const Forward*>(self)->task(t); }
 };
@@ -425,14 +449,7 @@ using kiln_rt::attn::Shape;
                  {lse, lst[0], lst[1], lst[2], 0},                                                                \
                  scale};                                                                                          \
     if (f.sh.sq == 0 || f.sh.b1 == 0 || f.sh.b2 == 0) return;                                                     \
-    constexpr int L = kiln_rt::attn::Vec<T>::L;                                                                   \
-    f.dp = kiln_rt::attn::round_up(std::max<int64_t>(f.sh.d, 1), L);                                              \
-    f.dvp = kiln_rt::attn::round_up(std::max<int64_t>(f.sh.dv, 1), L);                                            \
-    f.skp = kiln_rt::attn::round_up(std::max<int64_t>(f.sh.sk, 1), kiln_rt::attn::BC);                            \
-    int64_t nb = f.sh.b1 * f.sh.b2;                                                                               \
-    std::unique_ptr<typename Forward<T>::Slice[]> slices(new typename Forward<T>::Slice[static_cast<size_t>(nb)]);  \
-    for (int64_t i = 0; i < nb; ++i) slices[static_cast<size_t>(i)].pending.store(f.sh.nqb());                    \
-    f.slices = slices.get();                                                                                      \
+    const int64_t nb = f.sh.b1 * f.sh.b2;                                                                         \
     kiln_rt::attn::run_tasks(nb * f.sh.nqb(), &f, Forward<T>::run);                                               \
   }                                                                                                               \
   void kiln_attention_bwd_##suffix(const int64_t* shape, int causal, T scale, const T* dout,                     \
