@@ -126,11 +126,13 @@ Graph every_op_graph() {
   ValueId rows = add(g, Op::index_rows, {x, idx});
   ValueId mm = add(g, Op::matmul, {x, m});
   ValueId acc = add(g, Op::index_add_rows, {idx, rows}, {{"rows", SymExpr(4)}});
-  // attention over [2, s0, 8] (q = k = v), then its backward with dout, out and lse unpacked by views
+  // attention over [1, s0, 8] (q = k = v), then its backward with dout, out and lse unpacked by views
   ValueId q = add(g, Op::reshape, {m}, {{"sizes", std::vector<SymExpr>{1, s0, 8}}});
   ValueId att = add(g, Op::attention, {q, q, q}, {{"causal", true}, {"scale", 0.125}});
-  ValueId att_out = add(g, Op::slice, {att}, {{"dim", int64_t{2}}, {"start", int64_t{0}}, {"length", int64_t{8}}, {"step", int64_t{1}}});
-  ValueId lse = add(g, Op::select, {att}, {{"dim", int64_t{2}}, {"index", int64_t{8}}});
+  ValueId att_out = add(g, Op::reshape, {add(g, Op::slice, {att}, {{"dim", int64_t{0}}, {"start", int64_t{0}}, {"length", s0 * 8}, {"step", int64_t{1}}})},
+                        {{"sizes", std::vector<SymExpr>{1, s0, 8}}});
+  ValueId lse = add(g, Op::reshape, {add(g, Op::slice, {att}, {{"dim", int64_t{0}}, {"start", s0 * 8}, {"length", s0}, {"step", int64_t{1}}})},
+                    {{"sizes", std::vector<SymExpr>{1, s0}}});
   add(g, Op::attention_backward, {att_out, q, q, q, att_out, lse}, {{"causal", false}, {"scale", 0.5}});
 
   g.add_output(mm, {8, 1});

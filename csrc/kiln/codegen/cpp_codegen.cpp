@@ -274,7 +274,7 @@ struct Gen {
     return r + "}";
   }
 
-  // One fused attention call; its result is the packed buffer the importer unpacks with views.
+  // One fused attention call; its result is the flat buffer the importer unpacks with views.
   void attention_call(const Node& n, std::vector<std::string>& lines) {
     const Storage& rs = plan.storage[static_cast<size_t>(n.result)];
     bool fwd = n.op == Op::attention;
@@ -304,12 +304,23 @@ struct Gen {
     std::string scale = float_literal(n.attr_float("scale"), t);
     auto arg = [&](size_t i) { return str_cat(pointer_of(in[i]), ", st", i); };
     if (fwd) {
-      // out: the first dv columns of each packed row; lse: the last column.
-      std::vector<SymExpr> ost(rs.strides), lst(rs.strides.begin(), rs.strides.end() - 1);
+      // The flat result (infer.cpp): out as [b1, sq, b2, dv] (rank 3: [b, sq, dv]), then lse [.., sq].
+      const SymExpr& unit = rs.strides.back();
+      const SymExpr sq = qs[r - 2], dv = vs[r - 1], heads = r == 4 ? qs[r - 3] : SymExpr(1);
+      const SymExpr b1n = r == 4 ? qs[0] : SymExpr(1);
+      std::vector<SymExpr> ost, lst;
+      if (r == 4) {
+        ost = {sq * heads * dv * unit, dv * unit, heads * dv * unit, unit};
+        lst = {heads * sq * unit, sq * unit, unit};
+      } else {
+        ost = {sq * dv * unit, dv * unit, unit};
+        lst = {sq * unit, unit};
+      }
+      const SymExpr lse_offset = b1n * heads * sq * dv * unit;
       lines.push_back(str_cat("    const int64_t ost[4] = ", attention_strides(ost), ";"));
       lines.push_back(str_cat("    const int64_t lst[4] = ", attention_strides(lst, 3), ";"));
       lines.push_back(str_cat("    kiln_attention_fwd_", sfx, "(shape, ", causal, ", ", scale, ", ", arg(0), ", ", arg(1), ", ",
-                              arg(2), ", ", res, ", ost, ", res, " + ", idx(vs[r - 1] * rs.strides.back()), ", lst);"));
+                              arg(2), ", ", res, ", ost, ", res, " + ", idx(lse_offset), ", lst);"));
     } else {
       // dq, dk, dv: consecutive row-major blocks of each packed row.
       const SymExpr& unit = rs.strides.back();

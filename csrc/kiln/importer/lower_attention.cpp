@@ -1,5 +1,5 @@
 // lower_attention.cpp — ATen's fused CPU attention ops (kept whole by the backend) onto kiln's fused
-// attention externs. The results are packed into one buffer per op and unpacked by views.
+// attention externs. Each op's results share one flat buffer, unpacked by views.
 #include <cmath>
 
 #include "kiln/importer/lower_context.h"
@@ -33,10 +33,21 @@ std::vector<ValueId> lower_flash_forward(LowerContext& c) {
   DType t = c.type(c.tensor(0)).dtype;
   ValueId q = c.tensor(0), k = c.cast(c.tensor(1), t), v = c.cast(c.tensor(2), t);
   Attrs attrs{{"causal", c.bool_arg(4, false)}, {"scale", attention_scale(c, 6, q)}};
-  ValueId packed = c.node(Op::attention, {q, k, v}, attrs);
-  SymExpr dv = c.type(v).sizes.back();
-  ValueId out = last_dim_slice(c, packed, SymExpr(0), dv);
-  ValueId lse = c.node(Op::select, {packed}, {{"dim", c.rank(packed) - 1}, {"index", dv}});
+  ValueId flat = c.node(Op::attention, {q, k, v}, attrs);
+  // The flat result (see infer.cpp): out stored as [b1, sq, b2, dv] (rank 3: [b, sq, dv]), then lse.
+  const std::vector<SymExpr> qs = c.type(q).sizes;
+  const SymExpr dv = c.type(v).sizes.back();
+  std::vector<SymExpr> out_sizes(qs), lse_sizes(qs.begin(), qs.end() - 1);
+  out_sizes.back() = dv;
+  const SymExpr n_out = product(out_sizes);
+  ValueId out = last_dim_slice(c, flat, SymExpr(0), n_out);
+  if (qs.size() == 4) {
+    out = c.reshape(out, {qs[0], qs[2], qs[1], dv});
+    out = c.node(Op::permute, {out}, {{"dims", std::vector<int64_t>{0, 2, 1, 3}}});
+  } else {
+    out = c.reshape(out, out_sizes);
+  }
+  ValueId lse = c.reshape(last_dim_slice(c, flat, n_out, product(lse_sizes)), lse_sizes);
   return {c.cast(out, c.out_dtype(0)), c.cast(lse, c.out_dtype(1))};
 }
 

@@ -222,9 +222,11 @@ TensorType infer_type(Op op, const std::vector<TensorType>& in, const Attrs& att
                    k.str(), ", ", v.str(), " do not fit");
         std::vector<SymExpr> s(q.sizes.begin(), q.sizes.end() - 2);
         if (op == Op::attention) {
-          s.push_back(q.sizes[r - 2]);
-          s.push_back(v.sizes[r - 1] + SymExpr(1));
-          return {q.dtype, s};
+          // Flat: out in [b1, sq, b2, dv] order (rank 3: [b, sq, dv]), then lse [.., sq]. Heads of one
+          // query row are adjacent, so out.transpose(1, 2).reshape(b1, sq, b2 * dv) is a free view.
+          SymExpr batch(1);
+          for (const SymExpr& e : s) batch = batch * e;
+          return {q.dtype, {batch * q.sizes[r - 2] * (v.sizes[r - 1] + SymExpr(1))}};
         }
         std::vector<SymExpr> out_sizes(s), lse_sizes(s);
         out_sizes.push_back(q.sizes[r - 2]);

@@ -113,12 +113,22 @@ struct OpenKernel {
   std::vector<SymExpr> flexible_sizes;             // all-pointwise kernels: their common sizes
 };
 
-// Pointwise kernels loop over the last dim inside and split the rest across threads. A 1-D
-// kernel has no "rest": its one dim becomes the outer loop so threads split it too.
+// Pointwise kernels loop over trailing dims inside and split the rest across threads. The inner
+// loops take the last dim and then, while it is short (an interleaved pair, a head of 16), the dims
+// before it: a loop of a few iterations neither vectorizes nor pays for the outer index arithmetic.
+// Dims stay outer while the inner work is long enough, and at least one stays outer (threads split
+// it); a 1-D kernel's one dim is outer.
+constexpr int64_t kMinInnerWork = 64;
+
 std::vector<SymExpr> default_outer(const std::vector<SymExpr>& sizes) {
   if (sizes.empty()) return {};
   if (sizes.size() == 1) return sizes;
-  return std::vector<SymExpr>(sizes.begin(), sizes.end() - 1);
+  size_t split = sizes.size() - 1;  // sizes[split:] are inner
+  auto size_of = [&](size_t d) { return std::max<int64_t>(sizes[d].const_value(), 1); };
+  if (!sizes[split].is_const()) return std::vector<SymExpr>(sizes.begin(), sizes.end() - 1);
+  for (int64_t inner = size_of(split); inner < kMinInnerWork && split > 1 && sizes[split - 1].is_const();)
+    inner *= size_of(--split);
+  return std::vector<SymExpr>(sizes.begin(), sizes.begin() + static_cast<std::ptrdiff_t>(split));
 }
 
 // The members of `k` plus (v, dest) fitted to `outer`, or nullopt if any does not fit.
