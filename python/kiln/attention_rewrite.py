@@ -16,8 +16,11 @@ was. Graphs with symbolic sizes are left alone.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import operator
+import os
+import pickle
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -184,7 +187,7 @@ def _softmax_output(x: torch.fx.Node) -> torch.fx.Node | None:
         return None
     amax = next((u for u in users if u.target is aten.amax.default), None)
     sub = next((u for u in users if u.target is aten.sub.Tensor), None)
-    if amax is None or sub is None or not last(amax.args[1]) or not (len(amax.args) > 2 and amax.args[2]):
+    if amax is None or sub is None or len(amax.args) < 3 or not last(amax.args[1]) or not amax.args[2]:
         return None
     if sub.args[0] is not x or sub.args[1] is not amax or _only_user(amax) is not sub:
         return None
@@ -194,7 +197,7 @@ def _softmax_output(x: torch.fx.Node) -> torch.fx.Node | None:
     eu = list(exp.users)
     s = next((u for u in eu if u.target is aten.sum.dim_IntList), None)
     div = next((u for u in eu if u.target is aten.div.Tensor), None)
-    if len(eu) != 2 or s is None or div is None or not last(s.args[1]) or not (len(s.args) > 2 and s.args[2]):
+    if len(eu) != 2 or s is None or div is None or len(s.args) < 3 or not last(s.args[1]) or not s.args[2]:
         return None
     if div.args[0] is not exp or div.args[1] is not s or _only_user(s) is not div:
         return None
@@ -213,7 +216,8 @@ def _match(bmm1: torch.fx.Node):
     while (u := _only_user(x)) is not None and u.target in _VIEW_OPS:
         x = u
     scale_node = _only_user(x)
-    if scale_node is None or scale_node.args[0] is not x or not isinstance(scale_node.args[1], (int, float)):
+    if scale_node is None or len(scale_node.args) != 2 or scale_node.args[0] is not x or not isinstance(
+            scale_node.args[1], (int, float)):
         return None
     if scale_node.target is aten.div.Tensor:
         scale = 1.0 / float(scale_node.args[1])
@@ -227,7 +231,7 @@ def _match(bmm1: torch.fx.Node):
         return None
     # mask: where(visible, s, -inf) or where(masked, -inf, s)
     w = _only_user(scores)
-    if w is None or w.target is not aten.where.self or _val(w).shape != sv.shape:
+    if w is None or w.target is not aten.where.self or len(w.args) != 3 or _val(w).shape != sv.shape:
         return None
     if w.args[1] is scores and _is_neg_inf(w.args[2]):
         want_visible = True
@@ -291,13 +295,145 @@ def _replace(g: torch.fx.Graph, q, k, v, out, scale: float) -> None:
     out.replace_all_uses_with(result)
 
 
+class _Ref:
+    """A reference to an earlier node by name, in a serialized graph."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+def _dump_graph(gm: torch.fx.GraphModule) -> list:
+    """The graph as plain picklable rows (op, name, target, args, kwargs); ATen targets by name.
+
+    Pickling the GraphModule itself would re-trace its code symbolically on load (hundreds of ms)."""
+    rows = []
+    for n in gm.graph.nodes:
+        t = n.target
+        if isinstance(t, torch._ops.OpOverload):
+            t = ("aten-op", t._schema.name, t._overloadname)
+        rows.append((n.op, n.name, t, torch.fx.node.map_arg(n.args, lambda a: _Ref(a.name)),
+                     torch.fx.node.map_arg(n.kwargs, lambda a: _Ref(a.name))))
+    return rows
+
+
+def _load_graph(rows: list) -> torch.fx.GraphModule:
+    g = torch.fx.Graph()
+    env: dict[str, torch.fx.Node] = {}
+
+    def resolve(a):
+        if isinstance(a, _Ref):
+            return env[a.name]
+        if isinstance(a, (list, tuple)):
+            return type(a)(resolve(x) for x in a)
+        if isinstance(a, dict):
+            return {k: resolve(v) for k, v in a.items()}
+        return a
+
+    for op, name, target, args, kwargs in rows:
+        if isinstance(target, tuple) and len(target) == 3 and target[0] == "aten-op":
+            ns, _, op_name = target[1].partition("::")
+            packet = getattr(getattr(torch.ops, ns), op_name)
+            target = getattr(packet, target[2] or "default")
+        node = g.create_node(op, target, resolve(args), resolve(kwargs), name=name)
+        env[name] = node
+    return torch.fx.GraphModule(torch.nn.Module(), g)
+
+
+def _source_digest() -> str:
+    """The Python half of the rewrite's identity (kiln's build id covers the C++ half)."""
+    h = hashlib.sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ("attention_rewrite.py", "mask_check.py", "decompositions.py"):
+        with open(os.path.join(here, name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+_SOURCE_DIGEST = None
+
+
+def _cache_key(gm: torch.fx.GraphModule, example_inputs) -> str | None:
+    """What the rewrite's outcome depends on: the graph's code and its inputs' metadata. None when
+    the graph reads constants (get_attr), whose values the code does not show."""
+    global _SOURCE_DIGEST
+    if any(n.op == "get_attr" for n in gm.graph.nodes):
+        return None
+    if _SOURCE_DIGEST is None:
+        _SOURCE_DIGEST = _source_digest()
+    from kiln import _C
+
+    parts = ["kiln-attention-rewrite-v2", _C.build_id(), torch.__version__, _SOURCE_DIGEST, gm.code]
+    for x in example_inputs:
+        if isinstance(x, torch.Tensor):
+            parts.append(repr((tuple(x.shape), x.stride(), x.storage_offset(), x.dtype, x.requires_grad, x.device.type)))
+        else:
+            parts.append(repr((type(x).__name__, x)))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _cached(key: str):
+    """(hit, module or None); a miss on any trouble (the entry is then recomputed and replaced)."""
+    from kiln import _C
+
+    try:
+        payload = _C.cache_load(key)
+        if payload is None:
+            return False, None
+        entry = pickle.loads(payload)
+        return True, entry
+    except Exception as e:  # noqa: BLE001 - a cache problem only costs the trace
+        logger.info("kiln: attention rewrite cache entry unusable (%s); tracing again", e)
+        return False, None
+
+
+def _store_payload(key: str, payload: bytes) -> None:
+    from kiln import _C
+
+    try:
+        _C.cache_store(key, payload)
+    except Exception as e:  # noqa: BLE001
+        logger.info("kiln: attention rewrite not cached (%s)", e)
+
+
 def rewrite_attention(gm: torch.fx.GraphModule, example_inputs, decompositions: dict) -> torch.fx.GraphModule:
-    """Dynamo's graph, or its ATen trace with each exact causal attention replaced by SDPA."""
+    """Dynamo's graph, or its ATen trace with each exact causal attention replaced by SDPA.
+
+    The outcome is cached on disk by the graph's code and input metadata, so a warm start neither
+    traces nor proves again: it loads the rewritten graph (or the verdict "nothing to rewrite"). A
+    fresh rewrite continues with the graph as loaded back, so both starts hand AOTAutograd the same
+    code (same node names: kiln's own cache keys match).
+    """
     if not _might_have_attention(gm) or not all(_static_tensor(x) or not isinstance(x, torch.Tensor)
                                                 for x in example_inputs):
         return gm
     if any(isinstance(x, torch.SymInt) for x in example_inputs):
         return gm
+    key = _cache_key(gm, example_inputs)
+    if key is not None:
+        hit, entry = _cached(key)
+        if hit and isinstance(entry, dict) and "count" in entry:
+            api.count("attention_rewrite_cache_hits")
+            if not entry["count"]:
+                return gm
+            api.count("attention_rewrites", entry["count"])
+            logger.info("kiln: %d causal attention pattern(s) rewritten (cached)", entry["count"])
+            return _load_graph(entry["graph"])
+    result, count = _rewrite(gm, example_inputs, decompositions)
+    if key is not None and count:
+        # Continue with the graph as a warm start will load it (see the docstring).
+        try:
+            payload = pickle.dumps({"count": count, "graph": _dump_graph(result)})
+            result = _load_graph(pickle.loads(payload)["graph"])
+            _store_payload(key, payload)
+        except Exception as e:  # noqa: BLE001 - e.g. a module that does not pickle
+            logger.info("kiln: attention rewrite not cached (%s)", e)
+    elif key is not None and count == 0:
+        _store_payload(key, pickle.dumps({"count": 0, "graph": None}))
+    return result
+
+
+def _rewrite(gm: torch.fx.GraphModule, example_inputs, decompositions: dict):
+    """(graph, rewrites made); rewrites is None when the trace failed (nothing worth caching)."""
     try:
         # Dynamo hands backends real example inputs; the trace runs on static fake copies of them
         # (a fresh fake mode: Dynamo's own would make the sizes symbolic again).
@@ -307,20 +443,24 @@ def rewrite_attention(gm: torch.fx.GraphModule, example_inputs, decompositions: 
             traced = make_fx(gm, decomposition_table=decompositions, tracing_mode="real")(*fakes)
     except Exception as e:  # noqa: BLE001 - the rewrite is an optimisation; the original graph still compiles
         logger.info("kiln: attention rewrite skipped (ATen trace failed: %s)", e)
-        return gm
+        return gm, None
     traced.graph.eliminate_dead_code()  # dead aliases would count as extra users of pattern nodes
     matches = []
     for node in traced.graph.nodes:
         if node.op == "call_function" and node.target is aten.bmm.default:
-            m = _match(node)
+            try:
+                m = _match(node)
+            except Exception as e:  # noqa: BLE001 - a matcher bug must never break compilation
+                logger.info("kiln: attention match at %s skipped (%s: %s)", node.name, type(e).__name__, e)
+                m = None
             if m is not None:
                 matches.append(m)
     if not matches:
-        return gm
+        return gm, 0
     for q, k, v, out, scale, _ in matches:
         _replace(traced.graph, q, k, v, out, scale)
     traced.graph.eliminate_dead_code()
     traced.recompile()
     api.count("attention_rewrites", len(matches))
     logger.info("kiln: %d causal attention pattern(s) rewritten to the fused attention kernel", len(matches))
-    return traced
+    return traced, len(matches)

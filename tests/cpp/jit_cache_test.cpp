@@ -195,6 +195,34 @@ TEST_F(JitTest, JitCacheCorruptEntryIsRebuilt) {
   EXPECT_TRUE(build_or_load(req).cache_hit);
 }
 
+TEST_F(JitTest, JitCacheBlobRoundTripsAndRejectsCorruption) {
+  const DiskCache cache(cache_dir());
+  const std::string key = sha256_hex("blob/" + root_);
+  EXPECT_FALSE(cache.load_blob(key).has_value());  // absent: a plain miss
+  const std::string payload = std::string("pickled\0graph\nwith newlines", 28);
+  cache.store_blob(key, payload);
+  ASSERT_TRUE(cache.load_blob(key).has_value());
+  EXPECT_EQ(*cache.load_blob(key), payload);
+  const std::string path = cache.dir() + "/" + key + ".blob";
+  const std::vector<std::pair<const char*, std::function<void()>>> corruptions = {
+      {"flip a payload byte", [&] {
+         std::string bytes = read_file(path);
+         bytes.back() = char(~bytes.back());
+         write_file(path, bytes);
+       }},
+      {"truncated", [&] { fs::resize_file(path, 10); }},
+      {"empty", [&] { fs::resize_file(path, 0); }},
+  };
+  for (const auto& [what, corrupt] : corruptions) {
+    cache.store_blob(key, payload);
+    corrupt();
+    bool bad = false;
+    EXPECT_FALSE(cache.load_blob(key, &bad).has_value()) << what;
+    EXPECT_TRUE(bad) << what;
+    EXPECT_FALSE(fs::exists(path)) << what;  // deleted, so the next store starts clean
+  }
+}
+
 TEST_F(JitTest, JitCacheLeavesNoTempFilesBehind) {
   build_or_load(request({kAddSource}));
   for (const auto& entry : fs::directory_iterator(root_ + "/cache")) {

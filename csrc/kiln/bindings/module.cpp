@@ -7,6 +7,7 @@
 
 #include "kiln/driver/compiled_graph.h"
 #include "kiln/importer/aten_importer.h"
+#include "kiln/jit/disk_cache.h"
 #include "kiln/jit/jit.h"
 #include "kiln/loops/fusion.h"
 #include "kiln/passes/pipeline.h"
@@ -240,6 +241,18 @@ NB_MODULE(_C, m) {
   });
   m.def("reset_stats", &reset_driver_stats);
   m.def("cache_dir", &jit::cache_dir);
+  m.def("build_id", [] { return std::string(build_id()); });
+  // Verified blobs in the disk cache, for decisions made before AOTAutograd (the attention rewrite).
+  m.def("cache_load", [](const std::string& key) -> nb::object {
+    bool bad = false;
+    auto payload = jit::DiskCache(jit::cache_dir()).load_blob(key, &bad);
+    if (bad) jit::note_bad_entry();
+    if (!payload) return nb::none();
+    return nb::bytes(payload->data(), payload->size());
+  });
+  m.def("cache_store", [](const std::string& key, nb::bytes payload) {
+    jit::DiskCache(jit::cache_dir()).store_blob(key, std::string(payload.c_str(), payload.size()));
+  });
   m.def("set_num_threads", &kiln_set_num_threads);
   m.def("share_openmp_pool", [](const std::string& path) { return kiln_share_openmp_pool(path.c_str()) != 0; });
   m.def("get_num_threads", &kiln_get_num_threads);

@@ -245,6 +245,8 @@ void CompiledGraph::run(void* const* buffers, const std::vector<int64_t>& syms) 
   if (rc != 0) throw UserError(str_cat("kiln kernel failed: ", kiln_last_error()));
 }
 
+const char* build_id() { return KILN_BUILD_ID; }
+
 DriverStats driver_stats() {
   std::lock_guard<std::mutex> lock(g_stats_mu);
   return g_stats;

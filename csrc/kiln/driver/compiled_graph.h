@@ -90,6 +90,9 @@ struct DriverStats {
   int64_t kernels_run = 0;
   double passes_seconds = 0, codegen_seconds = 0;
 };
+// A hash of kiln's C++ sources: part of every cache key, so a rebuilt kiln never reuses old entries.
+const char* build_id();
+
 DriverStats driver_stats();
 void reset_driver_stats();
 

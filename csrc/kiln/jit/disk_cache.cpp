@@ -184,6 +184,28 @@ void DiskCache::remove(const std::string& key) const {
   std::filesystem::remove_all(hash_path(key), ec);
 }
 
+std::optional<std::string> DiskCache::load_blob(const std::string& key, bool* was_bad) const {
+  check_key(key);
+  if (was_bad) *was_bad = false;
+  const std::string path = dir_ + "/" + key + ".blob";
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return std::nullopt;
+  std::string bytes;
+  if (read_all(path, &bytes)) {
+    const size_t nl = bytes.find('\n');
+    if (nl != std::string::npos && bytes.compare(0, nl, sha256_hex(bytes.substr(nl + 1))) == 0) return bytes.substr(nl + 1);
+  }
+  if (was_bad) *was_bad = true;
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+  return std::nullopt;
+}
+
+void DiskCache::store_blob(const std::string& key, const std::string& payload) const {
+  check_key(key);
+  write_atomically(dir_, dir_ + "/" + key + ".blob", sha256_hex(payload) + "\n" + payload);
+}
+
 std::string DiskCache::make_work_dir(const std::string& prefix) const {
   make_dir(dir_ + "/tmp");
   std::string path = str_cat(dir_, "/tmp/", prefix, "-XXXXXX");

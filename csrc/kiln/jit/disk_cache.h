@@ -33,6 +33,11 @@ class DiskCache {
   std::string install(const std::string& key, const std::string& built_file) const;
 
   void remove(const std::string& key) const;
+  // Small entries that are not code (a graph rewrite decided before AOTAutograd): <dir>/<key>.blob,
+  // whose first line is the SHA-256 of the rest. load_blob returns the payload of a verified entry;
+  // a bad one is deleted and reported as a miss (*was_bad set when given).
+  std::optional<std::string> load_blob(const std::string& key, bool* was_bad = nullptr) const;
+  void store_blob(const std::string& key, const std::string& payload) const;
 
   // A fresh private directory for one build's sources, objects and log: <dir>/tmp/<prefix>-XXXXXX.
   std::string make_work_dir(const std::string& prefix) const;

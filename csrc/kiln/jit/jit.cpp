@@ -270,4 +270,8 @@ JitStats stats() {
   return g_stats;
 }
 
+void note_bad_entry() {
+  count([](JitStats& s) { ++s.bad_entries; });
+}
+
 }  // namespace kiln::jit

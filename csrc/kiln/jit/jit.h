@@ -52,5 +52,6 @@ struct JitStats {
   double compile_seconds = 0;     // total time in the compiler
 };
 JitStats stats();
+void note_bad_entry();  // a corrupt non-code cache entry was found (and deleted)
 
 }  // namespace kiln::jit
