@@ -180,6 +180,10 @@ class GraphImport:
                 self.outputs.append(("arg", self.placeholders.index(o)))
             elif is_symint_node(o):
                 self.outputs.append(("sym", meta_val(o)))
+            elif o in self.kiln_outputs:
+                # The same value returned twice (a forward's output that is also saved for the
+                # backward): one buffer, returned twice, as eager returns one tensor twice.
+                self.outputs.append(("kiln", self.kiln_outputs.index(o)))
             else:
                 val = meta_val(o)
                 j = len(self.kiln_outputs)

@@ -342,3 +342,25 @@ def test_kiln_compile_module():
         grads = torch.autograd.grad(loss, list(model.parameters()))
         want_grads = torch.autograd.grad(model(x).square().sum(), list(model.parameters()))
         assert_same(grads, want_grads, what="grad")
+
+
+def test_value_returned_twice_is_one_buffer():
+    # AOTAutograd's forward returns an activation twice when it is both the user's output and saved for
+    # the backward (exp saves its result): one buffer returned twice, not a second buffer and a copy.
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from kiln.options import Options
+    from kiln.runner import compile_graph
+
+    def f(x):
+        y = torch.ops.aten.exp.default(x)
+        return (y, y, torch.ops.aten.neg.default(y))
+
+    x = torch.randn(5, 3)
+    graph = compile_graph(make_fx(f)(x), Options(), "returned_twice")
+    assert graph is not None
+    with StatsWatch() as w:
+        a, b, c = graph(x)
+    assert a is b
+    assert_same((a, c), (x.exp(), -x.exp()))
+    assert_kiln_ran(w.delta)
