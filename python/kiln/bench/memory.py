@@ -2,7 +2,8 @@
 
 CPU PyTorch has no allocator statistics and the RSS high-water mark only rises, so each measurement
 gets a fresh process: peak = rise of the high-water mark over the RSS just before the first call
-(the first call includes compilation, as a user sees it).
+(the first call includes compilation, as a user sees it). Like the timing process, the child first
+pays the one-time process warm-up (imports, toolchain probing) on a tiny unrelated function.
 
 The high-water mark is read as VmHWM from /proc/self/status, not from getrusage(RUSAGE_SELF).ru_maxrss:
 on Linux ru_maxrss also keeps the peak of the image the process exec'd from, so a child spawned by the
@@ -78,10 +79,13 @@ def _package_root() -> str:
 def _child(spec: dict) -> dict:
     import torch
 
-    from .contenders import parse_contenders
+    from .contenders import parse_contenders, warm_up_process
 
     torch.set_num_threads(spec["threads"])
     contender = parse_contenders(spec["contender"], with_autotune=False, modes=False)[-1]
+    # The same one-time process warm-up the timing process pays before its first cell (imports of
+    # Dynamo, AOTAutograd and the backend, toolchain probing): module code is not the cell's memory.
+    warm_up_process(contender)
     if spec["suite"] in ("attention", "sdpa"):
         from .attention_grid import AttentionCell as Workload
     else:
