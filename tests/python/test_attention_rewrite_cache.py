@@ -47,7 +47,6 @@ def test_warm_start_loads_the_rewritten_graph(cache_dir, monkeypatch):
     _forbid_trace(monkeypatch)
     warm = _compile_and_run(attention, args)
     assert warm["attention_rewrites"] == 1 and warm["attention_rewrite_cache_hits"] == 1, warm
-    assert warm["graphs_compiled"] == cold["graphs_compiled"] - 1  # the mask proof is not rebuilt
     assert warm["compiler_runs"] == 0, warm  # same graph text: kiln's own entries hit too
 
 
