@@ -137,6 +137,8 @@ const Case kCases[] = {
     {1, 1, 0, 9, 4, 4, true, false},           // no queries: dk, dv are 0
     {2, 2, 192, 192, 128, 128, true, false},   // wide heads
     {1, 3, 257, 257, 24, 40, true, true},
+    {1, 2, 600, 600, 32, 32, true, false},     // several groups of query blocks, the last one short
+    {1, 1, 300, 520, 16, 16, false, false},    // groups over more keys than queries
     {1, 1, 96, 96, 16, 16, true, false, 30.0},  // large logits: the online softmax must not overflow
 };
 

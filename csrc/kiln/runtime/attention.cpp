@@ -287,71 +287,108 @@ struct Forward {
   Operand<T> out, lse;  // lse: [b1, b2, sq] with element stride lse.rs
   T scale;
 
-  // Task t: query blocks in descending order of cost (largest causal blocks first), batch-major.
-  void task(int64_t t) const {
+  // Query blocks per task. They walk the key blocks together, so each K/V block is fetched once for
+  // QG query blocks instead of once per query block (K and V of one head outgrow L2 at long
+  // sequences): 3-9% faster from S = 1024 up, measured.
+  static constexpr int64_t QG = 4;
+  int64_t groups() const { return (sh.nqb() + QG - 1) / QG; }
+
+  // One query block's running state: Qᵀ, Oᵀ and the online softmax's max and sum per row.
+  struct Rows {
+    T* qt;
+    T* ot;
+    T* m;
+    T* l;
+    int64_t i0, nr, kbe;
+  };
+
+  // Folds key block kb into `w` (see the comment above the struct for the layout).
+  void step(Rows& w, int64_t kb, const T* kb0, const T* vb0, T* st) const {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::L;
     constexpr int NCH = BR / L;  // vectors across a block's query rows
-    const int64_t nqb = sh.nqb();
-    const int64_t qb = nqb - 1 - t % nqb, bb = t / nqb;
+    alignas(64) T base[BR], alpha[BR];
+    const int64_t j0 = kb * BC, nc = std::min(BC, sh.sk - j0), i0 = w.i0;
+    gemm<T>(nc, BR, sh.d, kb0 + j0 * k.rs, k.rs, k.cs, w.qt, BR, st, BR, false);
+    if (sh.causal && j0 + nc - 1 > i0)  // key j visible to query i iff j <= i
+      for (int64_t j = 0; j < nc; ++j) {
+        T* row = st + j * BR;
+        for (int64_t r = 0; r < std::min<int64_t>(j0 + j - i0, BR); ++r) row[r] = -infinity<T>();
+      }
+    // New running max: two accumulators per vector hide the max's latency.
+    V mx[NCH][2];
+    for (int h = 0; h < NCH; ++h) mx[h][0] = mx[h][1] = *reinterpret_cast<const V*>(w.m + h * L);
+    for (int64_t j = 0; j < nc; ++j)
+      for (int h = 0; h < NCH; ++h) {
+        const V x = *reinterpret_cast<const V*>(st + j * BR + h * L);
+        mx[h][j & 1] = x > mx[h][j & 1] ? x : mx[h][j & 1];
+      }
+    for (int h = 0; h < NCH; ++h) {
+      const V a = mx[h][0], b = mx[h][1];
+      *reinterpret_cast<V*>(base + h * L) = a > b ? a : b;
+    }
+    for (int64_t r = 0; r < BR; ++r) {
+      const T mnew = base[r];
+      base[r] = mnew == -infinity<T>() ? T(0) : mnew;  // nothing visible yet: the row stays all zero
+      alpha[r] = softmax_exp(w.m[r] - base[r]);
+      w.m[r] = mnew;
+      w.l[r] *= alpha[r];
+    }
+    for (int64_t j = 0; j < nc; ++j) {
+      T* row = st + j * BR;
+      for (int64_t r = 0; r < BR; ++r) {
+        row[r] = softmax_exp(row[r] - base[r]);
+        w.l[r] += row[r];
+      }
+    }
+    for (int64_t c = 0; c < sh.dv; ++c)
+      for (int64_t r = 0; r < BR; ++r) w.ot[c * BR + r] *= alpha[r];
+    gemm<T>(sh.dv, BR, nc, vb0 + j0 * v.rs, v.cs, v.rs, st, BR, w.ot, BR, true);
+  }
+
+  // Task t: a group of up to QG query blocks of one (b1, b2) slice; groups in descending order of
+  // cost (the largest causal ones first), batch-major.
+  void task(int64_t t) const {
+    const int64_t ng = groups(), nqb = sh.nqb();
+    const int64_t g = ng - 1 - t % ng, bb = t / ng;
     const int64_t i1b = bb / sh.b2, i2b = bb % sh.b2;
-    const int64_t i0 = qb * BR, nr = std::min(BR, sh.sq - i0);
-    Buffer<T> qt(std::max<int64_t>(sh.d, 1) * BR), st(BC * BR), ot(std::max<int64_t>(sh.dv, 1) * BR);
-    alignas(64) T m[BR], l[BR], base[BR], alpha[BR];
-    pack_queries_transposed(qt.p, q.at(i1b, i2b) + i0 * q.rs, q.rs, q.cs, nr, sh.d, scale);
-    std::fill(ot.p, ot.p + sh.dv * BR, T(0));
-    std::fill(m, m + BR, -infinity<T>());
-    std::fill(l, l + BR, T(0));
+    const int64_t qb0 = g * QG, nq = std::min(QG, nqb - qb0);
+    const int64_t dq = std::max<int64_t>(sh.d, 1) * BR, dvo = std::max<int64_t>(sh.dv, 1) * BR;
+    Buffer<T> qt(nq * dq), ot(nq * dvo), ml(nq * 2 * BR), st(BC * BR);
+    Rows rows[QG];
+    int64_t kbe = 0;
+    for (int64_t i = 0; i < nq; ++i) {
+      Rows& w = rows[i];
+      w.qt = qt.p + i * dq;
+      w.ot = ot.p + i * dvo;
+      w.m = ml.p + 2 * i * BR;
+      w.l = w.m + BR;
+      w.i0 = (qb0 + i) * BR;
+      w.nr = std::min(BR, sh.sq - w.i0);
+      w.kbe = sh.kb_end(w.i0, w.i0 + w.nr);
+      kbe = std::max(kbe, w.kbe);
+      pack_queries_transposed(w.qt, q.at(i1b, i2b) + w.i0 * q.rs, q.rs, q.cs, w.nr, sh.d, scale);
+      std::fill(w.ot, w.ot + sh.dv * BR, T(0));
+      std::fill(w.m, w.m + BR, -infinity<T>());
+      std::fill(w.l, w.l + BR, T(0));
+    }
     const T* kb0 = k.at(i1b, i2b);
     const T* vb0 = v.at(i1b, i2b);
-    const int64_t kbe = sh.kb_end(i0, i0 + nr);
-    for (int64_t kb = 0; kb < kbe; ++kb) {
-      const int64_t j0 = kb * BC, nc = std::min(BC, sh.sk - j0);
-      gemm<T>(nc, BR, sh.d, kb0 + j0 * k.rs, k.rs, k.cs, qt.p, BR, st.p, BR, false);
-      if (sh.causal && j0 + nc - 1 > i0)  // key j visible to query i iff j <= i
-        for (int64_t j = 0; j < nc; ++j) {
-          T* row = st.p + j * BR;
-          for (int64_t r = 0; r < std::min<int64_t>(j0 + j - i0, BR); ++r) row[r] = -infinity<T>();
-        }
-      // New running max: two accumulators per vector hide the max's latency.
-      V mx[NCH][2];
-      for (int h = 0; h < NCH; ++h) mx[h][0] = mx[h][1] = *reinterpret_cast<const V*>(m + h * L);
-      for (int64_t j = 0; j < nc; ++j)
-        for (int h = 0; h < NCH; ++h) {
-          const V x = *reinterpret_cast<const V*>(st.p + j * BR + h * L);
-          mx[h][j & 1] = x > mx[h][j & 1] ? x : mx[h][j & 1];
-        }
-      for (int h = 0; h < NCH; ++h) {
-        const V a = mx[h][0], b = mx[h][1];
-        *reinterpret_cast<V*>(base + h * L) = a > b ? a : b;
-      }
-      for (int64_t r = 0; r < BR; ++r) {
-        const T mnew = base[r];
-        base[r] = mnew == -infinity<T>() ? T(0) : mnew;  // nothing visible yet: the row stays all zero
-        alpha[r] = softmax_exp(m[r] - base[r]);
-        m[r] = mnew;
-        l[r] *= alpha[r];
-      }
-      for (int64_t j = 0; j < nc; ++j) {
-        T* row = st.p + j * BR;
-        for (int64_t r = 0; r < BR; ++r) {
-          row[r] = softmax_exp(row[r] - base[r]);
-          l[r] += row[r];
-        }
-      }
-      for (int64_t c = 0; c < sh.dv; ++c)
-        for (int64_t r = 0; r < BR; ++r) ot.p[c * BR + r] *= alpha[r];
-      gemm<T>(sh.dv, BR, nc, vb0 + j0 * v.rs, v.cs, v.rs, st.p, BR, ot.p, BR, true);
-    }
+    for (int64_t kb = 0; kb < kbe; ++kb)
+      for (int64_t i = 0; i < nq; ++i)
+        if (kb < rows[i].kbe) step(rows[i], kb, kb0, vb0, st.p);
     T* ob = out.at(i1b, i2b);
     T* lb = lse.at(i1b, i2b);
     alignas(64) T inv[BR];
-    for (int64_t r = 0; r < nr; ++r) {
-      // No visible key: eager's softmax over an all -inf row is NaN; over an empty row the product is 0.
-      inv[r] = l[r] > T(0) ? T(1) / l[r] : (sh.sk == 0 ? T(0) : quiet_nan<T>());
-      lb[(i0 + r) * lse.rs] = l[r] > T(0) ? m[r] + kiln_rt::log(l[r]) : -infinity<T>();
+    for (int64_t i = 0; i < nq; ++i) {
+      const Rows& w = rows[i];
+      for (int64_t r = 0; r < w.nr; ++r) {
+        // No visible key: eager's softmax over an all -inf row is NaN; over an empty row the product is 0.
+        inv[r] = w.l[r] > T(0) ? T(1) / w.l[r] : (sh.sk == 0 ? T(0) : quiet_nan<T>());
+        lb[(w.i0 + r) * lse.rs] = w.l[r] > T(0) ? w.m[r] + kiln_rt::log(w.l[r]) : -infinity<T>();
+      }
+      unpack_output_transposed(ob + w.i0 * out.rs, out.rs, out.cs, w.ot, inv, w.nr, sh.dv);
     }
-    unpack_output_transposed(ob + i0 * out.rs, out.rs, out.cs, ot.p, inv, nr, sh.dv);
   }
   static void run(void* self, int64_t t) { static_cast<const Forward*>(self)->task(t); }
 };
@@ -450,7 +487,7 @@ using kiln_rt::attn::Shape;
                  scale};                                                                                          \
     if (f.sh.sq == 0 || f.sh.b1 == 0 || f.sh.b2 == 0) return;                                                     \
     const int64_t nb = f.sh.b1 * f.sh.b2;                                                                         \
-    kiln_rt::attn::run_tasks(nb * f.sh.nqb(), &f, Forward<T>::run);                                               \
+    kiln_rt::attn::run_tasks(nb * f.groups(), &f, Forward<T>::run);                                               \
   }                                                                                                               \
   void kiln_attention_bwd_##suffix(const int64_t* shape, int causal, T scale, const T* dout,                     \
                                    const int64_t* gst, const T* q, const int64_t* qst, const T* k,                \
