@@ -123,7 +123,7 @@ def compile_aten_graph(gm: torch.fx.GraphModule, example_inputs, *, opts: Option
             reasons.setdefault(r, n)
     if not reasons and not has_constants:
         try:
-            runner = compile_graph(gm, opts, name, raise_rejected=True)
+            runner = compile_graph(gm, opts, name, raise_rejected=True, mutations=mutations)
         except NodeRejected as e:  # that one node runs eagerly; the rest is partitioned below
             e.node.meta["kiln_rejected"] = e.reason
             reasons[e.reason] = e.node

@@ -4,7 +4,9 @@ AOTAutograd ends such a graph with `copy_(input, new_value)`. kiln compiles func
 copy_ is taken out and its new value becomes an extra graph output. After the call the value is copied
 into the caller's tensor, unless kiln wrote it there in the first place: an input whose old values
 nothing in the graph reads (`o.copy_(a * b + c)`) is handed to the compiled code as that output's
-buffer, and the result lands in place with no copy and no allocation.
+buffer, and the result lands in place with no copy and no allocation. So is an input the graph does
+read when kiln's planner proves every read comes just before the write of the same element (an
+optimizer's `p`, `exp_avg`, `exp_avg_sq`): see plan_in_place in csrc/kiln/loops/realize.h.
 """
 from __future__ import annotations
 

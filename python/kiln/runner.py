@@ -31,12 +31,21 @@ except ImportError:  # pragma: no cover - another torch
 class KilnGraph:
     """A compiled FX graph; calling it returns what the graph's output node returns."""
 
-    def __init__(self, gm: torch.fx.GraphModule, opts: Options, name: str):
+    def __init__(self, gm: torch.fx.GraphModule, opts: Options, name: str, mutations=()):
         self.fallback = gm.forward
         self.imp = GraphImport(gm)
         debug_dir = os.path.join(opts.debug_dir, name) if opts.debug_dir else ""
+        # Mutated inputs the graph also reads (AdamW's parameters and moments): the planner decides
+        # whether the new values can be written over the old ones (kiln.mutations).
+        candidates = {}
+        first_extra = len(self.imp.outputs) - len(mutations)
+        for k, m in enumerate(mutations):
+            kind, j = self.imp.outputs[first_extra + k]
+            if (not m.in_place and kind == "kiln" and m.arg in self.imp.tensor_args
+                    and self.imp.outputs.count((kind, j)) == 1):
+                candidates[j] = (self.imp.tensor_args.index(m.arg), m.arg)
         self.compiled = _C.compile(self.imp.builder, INCLUDE_DIR, LIB_DIR, debug_dir, opts.mode, opts.verify,
-                                   self.imp.alias_ok)
+                                   self.imp.alias_ok, [(j, i) for j, (i, _) in candidates.items()])
         t = self.compiled.times
         api.count("compile_seconds", t["total"])
         logger.info("compiled %s: %d kernels, %.3fs (passes %.3fs, codegen %.3fs, compiler %.3fs, cache hit %s)",
@@ -47,6 +56,9 @@ class KilnGraph:
         self._static_layouts = self._layouts([]) if self.static else None
         self._disabled = False
         self.write_into: dict[int, int] = {}  # kiln output -> argument that is its buffer (kiln.mutations)
+        for j, (i, arg) in candidates.items():
+            if self.compiled.in_place_of(j) == i:
+                self.write_into[j] = arg
         # The common call: static sizes, fresh outputs, no views to rebuild, only kiln results.
         self._fast = None
         if self.static and all(alias is None for _, _, alias in self._static_layouts) and all(
@@ -144,13 +156,14 @@ class KilnGraph:
         return result
 
 
-def compile_graph(gm: torch.fx.GraphModule, opts: Options, name: str, *, raise_rejected: bool = False):
+def compile_graph(gm: torch.fx.GraphModule, opts: Options, name: str, *, raise_rejected: bool = False,
+                  mutations=()):
     """A KilnGraph for gm, or None (with the reason logged) when kiln cannot compile it.
 
     raise_rejected: let a NodeRejected through, so the caller can run just that node eagerly.
     """
     try:
-        return KilnGraph(gm, opts, name)
+        return KilnGraph(gm, opts, name, mutations)
     except (ValueError, NotImplementedError) as e:
         if opts.fallback == "error" or (raise_rejected and isinstance(e, NodeRejected)):
             raise

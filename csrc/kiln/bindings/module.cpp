@@ -1,6 +1,7 @@
 // module.cpp — the kiln._C Python module: graph building, compiling, running, stats.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
@@ -179,6 +180,7 @@ NB_MODULE(_C, m) {
              c.output_layout(j, syms, sizes, strides);
              return nb::make_tuple(nb::tuple(nb::cast(sizes)), nb::tuple(nb::cast(strides)));
            })
+      .def("in_place_of", [](const CompiledGraph& c, size_t j) { return c.in_place_of(j); })
       .def("output_alias",
            [](const CompiledGraph& c, size_t j, const std::vector<int64_t>& syms) -> nb::object {
              const auto& a = c.output_alias(j);
@@ -214,13 +216,15 @@ NB_MODULE(_C, m) {
   m.def(
       "compile",
       [](const AtenImporter& b, const std::string& include_dir, const std::string& lib_dir, const std::string& debug_dir,
-         const std::string& mode, bool verify, const std::vector<bool>& alias_ok) {
-        CompileOptions o{include_dir, lib_dir, debug_dir, mode, verify, alias_ok};
+         const std::string& mode, bool verify, const std::vector<bool>& alias_ok,
+         const std::vector<std::pair<int32_t, int32_t>>& in_place) {
+        CompileOptions o{include_dir, lib_dir, debug_dir, mode, verify, alias_ok, in_place};
         nb::gil_scoped_release release;
         return CompiledGraph::compile(b.graph(), o);
       },
       nb::arg("builder"), nb::arg("include_dir"), nb::arg("lib_dir"), nb::arg("debug_dir") = "",
-      nb::arg("mode") = "default", nb::arg("verify") = false, nb::arg("alias_ok") = std::vector<bool>{});
+      nb::arg("mode") = "default", nb::arg("verify") = false, nb::arg("alias_ok") = std::vector<bool>{},
+      nb::arg("in_place") = std::vector<std::pair<int32_t, int32_t>>{});
 
   m.def("stats", [] {
     nb::dict d;

@@ -25,6 +25,13 @@ struct Gen {
 
   std::string idx(const SymExpr& e) const { return c_index(e, g.symbols); }
 
+  // A graph input some output is written over (plan_in_place): loads from it and stores to that
+  // output reach the same memory, so its pointer must not promise otherwise.
+  bool written_in_place(ValueId v) const {
+    const int32_t input = g.value(v).input;
+    return input >= 0 && std::find(plan.in_place_of.begin(), plan.in_place_of.end(), input) != plan.in_place_of.end();
+  }
+
   std::vector<ValueId> stored_values() const {
     std::vector<ValueId> v;
     for (size_t i = 0; i < plan.storage.size(); ++i)
@@ -61,7 +68,8 @@ struct Gen {
       if (used(c_symbol_name(s))) lines.push_back(str_cat("  const int64_t ", c_symbol_name(s), " = F.", c_symbol_name(s), ";"));
     for (ValueId v : stored_values())
       if (used(str_cat("v", v)))
-        lines.push_back(str_cat("  ", ptr_type(g.type(v).dtype), " __restrict__ v", v, " = F.v", v, ";"));
+        lines.push_back(str_cat("  ", ptr_type(g.type(v).dtype), written_in_place(v) ? " v" : " __restrict__ v", v,
+                                " = F.v", v, ";"));
     for (size_t j = 0; j < g.outputs().size(); ++j)
       if (used(str_cat("out", j)))
         lines.push_back(str_cat("  ", ptr_type(g.type(g.outputs()[j].value).dtype), " out", j, " = F.out", j, ";"));

@@ -10,6 +10,7 @@
 
 #include "kiln/codegen/cpp_codegen.h"
 #include "kiln/loops/kernel_plan.h"
+#include "kiln/loops/realize.h"
 #include "kiln/passes/pipeline.h"
 #include "kiln/runtime/kiln_runtime.h"
 #include "kiln/support/error.h"
@@ -52,6 +53,8 @@ std::string metadata_text(const Graph& g, const KernelPlan& plan) {
     for (const auto& s : a->strides) os << " " << s.str();
     os << "\n";
   }
+  for (size_t j = 0; j < plan.in_place_of.size(); ++j)
+    if (plan.in_place_of[j] >= 0) os << "inplace " << j << " " << plan.in_place_of[j] << "\n";
   return os.str();
 }
 
@@ -79,6 +82,7 @@ std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, con
   // The key names everything that decides the code, so a warm start can skip every pass.
   std::string alias_bits;
   for (bool b : opt.alias_ok) alias_bits += b ? '1' : '0';
+  for (auto [j, i] : opt.in_place_candidates) alias_bits += str_cat(" ", j, ":", i);
   std::string key = sha256_hex(str_cat("kiln-graph-v1\n", KILN_BUILD_ID, "\n", opt.mode, "\n", alias_bits, "\n", imported_text));
 
   jit::BuildRequest req;
@@ -106,6 +110,7 @@ std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, con
     std::vector<bool> alias_ok = opt.alias_ok;
     alias_ok.resize(optimized.outputs().size(), false);
     KernelPlan plan = plan_kernels(optimized, alias_ok);
+    plan_in_place(optimized, opt.in_place_candidates, plan);
     cg->times_.passes = seconds_since(tp);
     auto tc = std::chrono::steady_clock::now();
     std::string source = generate_cpp(optimized, plan);
@@ -126,6 +131,7 @@ std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, con
 
   // Parse the metadata back (the same text whether just built or loaded from the cache).
   cg->aliases_.assign(imported.outputs().size(), std::nullopt);
+  cg->in_place_.assign(imported.outputs().size(), -1);
   std::istringstream meta(meta_fn());
   std::string line;
   while (std::getline(meta, line)) {
@@ -148,6 +154,12 @@ std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, con
       while (ls >> st) a.strides.push_back(parse_sym_expr(st));
       KILN_CHECK(j < cg->aliases_.size(), "bad alias metadata");
       cg->aliases_[j] = a;
+    } else if (kind == "inplace") {
+      size_t j;
+      int32_t i;
+      ls >> j >> i;
+      KILN_CHECK(j < cg->in_place_.size(), "bad in-place metadata");
+      cg->in_place_[j] = i;
     }
   }
   cg->times_.total = seconds_since(t0);

@@ -19,6 +19,9 @@ struct CompileOptions {
   std::string mode = "default";
   bool verify = false;         // verify the IR after every pass
   std::vector<bool> alias_ok;  // per output: may be returned as a view of an input
+  // (output, input) pairs: the output is the graph's new value of that input (a mutation). The
+  // planner decides which may be written straight into the input's buffer (plan_in_place).
+  std::vector<std::pair<int32_t, int32_t>> in_place_candidates;
 };
 
 struct OutputAlias {
@@ -47,6 +50,8 @@ class CompiledGraph {
 
   const Graph& graph() const { return graph_; }
   const std::optional<OutputAlias>& output_alias(size_t j) const { return aliases_.at(j); }
+  // The graph input whose buffer output j is written into, or -1 (its own buffer).
+  int32_t in_place_of(size_t j) const { return in_place_.at(j); }
   const CompileTimes& times() const { return times_; }
   size_t num_kernels() const { return num_kernels_; }
   const std::string& plan_summary() const { return plan_summary_; }
@@ -65,6 +70,7 @@ class CompiledGraph {
   int (*entry_)(void* const*, const int64_t*, char*) = nullptr;
   SymExpr arena_bytes_;
   std::vector<std::optional<OutputAlias>> aliases_;
+  std::vector<int32_t> in_place_;
   CompileTimes times_;
   size_t num_kernels_ = 0;
   std::string plan_summary_;

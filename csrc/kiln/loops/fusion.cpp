@@ -80,16 +80,6 @@ std::vector<size_t> result_outer_positions(const Graph& g, const Stage& s) {
   return pos;
 }
 
-void stage_loads(const Graph& g, const KernelPlan& plan, const Stage& s, std::vector<TracedLoad>& out) {
-  auto coords = domain_coords(s);
-  if (s.dest_output >= 0) {
-    out.push_back({s.value, coords, false});
-    return;
-  }
-  const Node* n = g.producer(s.value);
-  KILN_CHECK(n != nullptr, "a stage must compute a node's value");
-  trace_node_loads(g, plan.realized, *n, coords, out);
-}
 
 // Every load of a value computed by an earlier member must be at this outer index.
 bool loads_are_row_local(const Graph& g, const KernelPlan& plan, const std::vector<Stage>& members, const Stage& s) {
@@ -161,6 +151,17 @@ std::vector<SymExpr> kept_sizes(const Graph& g, ValueId v) {
 }
 
 }  // namespace
+
+void stage_loads(const Graph& g, const KernelPlan& plan, const Stage& s, std::vector<TracedLoad>& out) {
+  auto coords = domain_coords(s);
+  if (s.dest_output >= 0) {
+    out.push_back({s.value, coords, false});
+    return;
+  }
+  const Node* n = g.producer(s.value);
+  KILN_CHECK(n != nullptr, "a stage must compute a node's value");
+  trace_node_loads(g, plan.realized, *n, coords, out);
+}
 
 void group_into_kernels(const Graph& g, KernelPlan& plan) {
   plan.kernels.clear();

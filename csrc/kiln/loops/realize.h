@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "kiln/loops/kernel_plan.h"
+#include "kiln/loops/load_trace.h"
 
 namespace kiln {
 
@@ -11,6 +12,15 @@ void decide_realization(const Graph& g, const std::vector<bool>& alias_ok, Kerne
 
 // Groups realized values into kernels and orders kernels and extern calls into plan.steps.
 void group_into_kernels(const Graph& g, KernelPlan& plan);
+
+// The loads one element of stage `s` makes (in its domain coordinates o0.., i0..).
+void stage_loads(const Graph& g, const KernelPlan& plan, const Stage& s, std::vector<TracedLoad>& out);
+
+// Decides which mutated inputs each output may be written into (plan.in_place_of). `candidates` are
+// (output, input) pairs: the graph's new value of that input. A pair is taken only when no old value
+// can be read after the new one is written: every read of the input, anywhere in the plan, is in the
+// stage that stores the output, at the element it stores, and the two share sizes and strides.
+void plan_in_place(const Graph& g, const std::vector<std::pair<int32_t, int32_t>>& candidates, KernelPlan& plan);
 
 // Assigns arena offsets with reuse by liveness (static sizes) or bump allocation (symbolic sizes).
 void plan_memory(const Graph& g, KernelPlan& plan);
