@@ -32,14 +32,21 @@ def test_strided_destination_still_gets_the_values():
     torch.testing.assert_close(o, a.exp())
 
 
-def test_inputs_read_and_updated_like_an_optimizer_step():
+def _momentum_step(p, grad, m):
+    """Reads and updates p and m, like an optimizer step."""
+    m.mul_(0.9).add_(grad, alpha=0.1)
+    p.add_(m * m.abs().sqrt(), alpha=-0.01)
+
+
+def _momentum_state():
     g = torch.Generator().manual_seed(0)
     p, grad, m = (torch.randn(64, 33, generator=g) for _ in range(3))
-    want_p, want_m = p.clone(), m.clone()
+    return p, grad, m, p.clone(), m.clone()
 
-    def step(p, grad, m):
-        m.mul_(0.9).add_(grad, alpha=0.1)
-        p.add_(m * m.abs().sqrt(), alpha=-0.01)
+
+def test_inputs_read_and_updated_like_an_optimizer_step():
+    p, grad, m, want_p, want_m = _momentum_state()
+    step = _momentum_step
 
     with torch.no_grad():
         step(want_p, grad, want_m)
@@ -86,18 +93,11 @@ def test_optimizer_state_is_updated_in_place(monkeypatch):
     # p and m are read and written: the planner proves each element is read just before it is
     # overwritten, so the new values go straight into the caller's tensors (no second buffer, no copy).
     made = _runners(monkeypatch)
-    g = torch.Generator().manual_seed(0)
-    p, grad, m = (torch.randn(64, 33, generator=g) for _ in range(3))
-    want_p, want_m = p.clone(), m.clone()
-
-    def step(p, grad, m):
-        m.mul_(0.9).add_(grad, alpha=0.1)
-        p.add_(m * m.abs().sqrt(), alpha=-0.01)
-
+    p, grad, m, want_p, want_m = _momentum_state()
     with torch.no_grad():
-        f = _compiled(step)
+        f = _compiled(_momentum_step)
         for _ in range(3):
-            step(want_p, grad, want_m)
+            _momentum_step(want_p, grad, want_m)
             f(p, grad, m)
     torch.testing.assert_close(m, want_m, rtol=1e-5, atol=1e-6)  # fused multiply-adds round once
     torch.testing.assert_close(p, want_p, rtol=1e-5, atol=1e-6)
