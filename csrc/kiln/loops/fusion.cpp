@@ -54,13 +54,6 @@ std::optional<Stage> fit_stage(const Graph& g, ValueId v, int32_t dest_output, c
   return s;
 }
 
-std::vector<SymExpr> domain_coords(const Stage& s) {
-  std::vector<SymExpr> c(s.domain.size());
-  for (size_t k = 0; k < s.outer_dims.size(); ++k) c[static_cast<size_t>(s.outer_dims[k])] = SymExpr::symbol(outer_var(k));
-  for (size_t k = 0; k < s.inner_dims.size(); ++k) c[static_cast<size_t>(s.inner_dims[k])] = SymExpr::symbol(inner_var(k));
-  return c;
-}
-
 // Positions of a stage's result coordinates that follow the kernel's outer loops.
 std::vector<size_t> result_outer_positions(const Graph& g, const Stage& s) {
   std::vector<size_t> pos;
@@ -152,8 +145,15 @@ std::vector<SymExpr> kept_sizes(const Graph& g, ValueId v) {
 
 }  // namespace
 
+std::vector<SymExpr> stage_domain_coords(const Stage& s) {
+  std::vector<SymExpr> c(s.domain.size());
+  for (size_t k = 0; k < s.outer_dims.size(); ++k) c[static_cast<size_t>(s.outer_dims[k])] = SymExpr::symbol(outer_var(k));
+  for (size_t k = 0; k < s.inner_dims.size(); ++k) c[static_cast<size_t>(s.inner_dims[k])] = SymExpr::symbol(inner_var(k));
+  return c;
+}
+
 void stage_loads(const Graph& g, const KernelPlan& plan, const Stage& s, std::vector<TracedLoad>& out) {
-  auto coords = domain_coords(s);
+  auto coords = stage_domain_coords(s);
   if (s.dest_output >= 0) {
     out.push_back({s.value, coords, false});
     return;

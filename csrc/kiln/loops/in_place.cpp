@@ -7,13 +7,6 @@ namespace kiln {
 
 namespace {
 
-std::vector<SymExpr> stage_coords(const Stage& s) {
-  std::vector<SymExpr> c(s.domain.size());
-  for (size_t k = 0; k < s.outer_dims.size(); ++k) c[static_cast<size_t>(s.outer_dims[k])] = SymExpr::symbol("o" + std::to_string(k));
-  for (size_t k = 0; k < s.inner_dims.size(); ++k) c[static_cast<size_t>(s.inner_dims[k])] = SymExpr::symbol("i" + std::to_string(k));
-  return c;
-}
-
 // Equal strides wherever the size is not 1 (a size-1 dim's stride addresses nothing).
 bool same_layout(const std::vector<SymExpr>& sizes, const std::vector<SymExpr>& a, const std::vector<SymExpr>& b) {
   if (a.size() != sizes.size() || b.size() != sizes.size()) return false;
@@ -62,7 +55,7 @@ void plan_in_place(const Graph& g, const std::vector<std::pair<int32_t, int32_t>
         if (writes) writer = &s;
         std::vector<TracedLoad> loads;
         stage_loads(g, plan, s, loads);
-        const auto coords = stage_coords(s);
+        const auto coords = stage_domain_coords(s);
         for (const TracedLoad& l : loads) {
           if (l.value != in) continue;
           // Only the writer may read it, each element just before overwriting that same element.

@@ -13,7 +13,10 @@ void decide_realization(const Graph& g, const std::vector<bool>& alias_ok, Kerne
 // Groups realized values into kernels and orders kernels and extern calls into plan.steps.
 void group_into_kernels(const Graph& g, KernelPlan& plan);
 
-// The loads one element of stage `s` makes (in its domain coordinates o0.., i0..).
+// A stage's domain coordinates: o<k> for its k-th outer dim, i<k> for its k-th inner dim.
+std::vector<SymExpr> stage_domain_coords(const Stage& s);
+
+// The loads one element of stage `s` makes (in its domain coordinates).
 void stage_loads(const Graph& g, const KernelPlan& plan, const Stage& s, std::vector<TracedLoad>& out);
 
 // Decides which mutated inputs each output may be written into (plan.in_place_of). `candidates` are
