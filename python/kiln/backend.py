@@ -128,8 +128,6 @@ def compile_aten_graph(gm: torch.fx.GraphModule, example_inputs, *, opts: Option
             e.node.meta["kiln_rejected"] = e.reason
             reasons[e.reason] = e.node
         else:
-            if runner is not None:
-                _write_in_place(runner, mutations)
             return with_mutations(_boxed(runner if runner is not None else gm.forward), mutations)
 
     # Tensor constants (get_attr) stay outside the partitions, which take them as inputs.
@@ -154,16 +152,6 @@ def compile_aten_graph(gm: torch.fx.GraphModule, example_inputs, *, opts: Option
     logger.info("%s: %d kiln partitions, eager ops: %s", name, islands, sorted(reasons))
     fused.recompile()
     return with_mutations(_boxed(fused.forward), mutations)
-
-
-def _write_in_place(runner, mutations) -> None:
-    """Hands each input that the graph only overwrites to the compiled code as its output buffer."""
-    outs = runner.imp.outputs
-    first_extra = len(outs) - len(mutations)
-    for k, m in enumerate(mutations):
-        kind, v = outs[first_extra + k]
-        if m.in_place and kind == "kiln" and sum(1 for o in outs if o == (kind, v)) == 1:
-            runner.write_into[v] = m.arg
 
 
 class _Island(torch.nn.Module):

@@ -1,12 +1,12 @@
 """Input mutations that AOTAutograd leaves in an inference graph (keep_inference_input_mutations=True).
 
 AOTAutograd ends such a graph with `copy_(input, new_value)`. kiln compiles functional graphs, so each
-copy_ is taken out and its new value becomes an extra graph output. After the call the value is copied
-into the caller's tensor, unless kiln wrote it there in the first place: an input whose old values
-nothing in the graph reads (`o.copy_(a * b + c)`) is handed to the compiled code as that output's
-buffer, and the result lands in place with no copy and no allocation. So is an input the graph does
-read when kiln's planner proves every read comes just before the write of the same element (an
-optimizer's `p`, `exp_avg`, `exp_avg_sq`): see plan_in_place in csrc/kiln/loops/realize.h.
+copy_ is taken out and its new value becomes an extra graph output. Each such output is offered to
+kiln's planner as a candidate for the input's own buffer (plan_in_place, csrc/kiln/loops/realize.h): it
+is written straight into the caller's tensor when no old value can be read after it is overwritten
+(`o.copy_(a * b + c)`, which never reads `o`; an optimizer's `p`, `exp_avg`, `exp_avg_sq`, each read
+just before the same element is written). Anything else is copied into the caller's tensor after the
+call.
 """
 from __future__ import annotations
 
@@ -19,15 +19,7 @@ aten = torch.ops.aten
 
 @dataclasses.dataclass
 class Mutation:
-    arg: int        # position of the mutated input among the graph's placeholders
-    in_place: bool  # the graph never reads the input's old values: write the new ones straight into it
-
-
-def _reads_only_metadata(user: torch.fx.Node, dst: torch.fx.Node, copy_node: torch.fx.Node) -> bool:
-    if user is copy_node:
-        return True
-    # copy(dst, src) takes only dst's shape, dtype and strides; its values come from src.
-    return user.target is aten.copy.default and user.args[0] is dst and dst not in user.args[1:]
+    arg: int  # position of the mutated input among the graph's placeholders
 
 
 def split_mutations(gm: torch.fx.GraphModule) -> list[Mutation]:
@@ -41,14 +33,9 @@ def split_mutations(gm: torch.fx.GraphModule) -> list[Mutation]:
         dst, value = node.args[0], node.args[1]
         if not isinstance(dst, torch.fx.Node) or dst.op != "placeholder" or not isinstance(value, torch.fx.Node):
             continue
-        dv, vv = dst.meta.get("val"), value.meta.get("val")
-        same = (isinstance(dv, torch.Tensor) and isinstance(vv, torch.Tensor) and dv.shape == vv.shape
-                and dv.dtype == vv.dtype)
-        in_place = same and value.op != "placeholder" and all(
-            _reads_only_metadata(u, dst, node) for u in dst.users)
         node.replace_all_uses_with(dst)
         gm.graph.erase_node(node)
-        found.append((Mutation(position[dst], in_place), value))
+        found.append((Mutation(position[dst]), value))
     if not found:
         return []
     out = next(n for n in gm.graph.nodes if n.op == "output")

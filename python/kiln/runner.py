@@ -35,13 +35,13 @@ class KilnGraph:
         self.fallback = gm.forward
         self.imp = GraphImport(gm)
         debug_dir = os.path.join(opts.debug_dir, name) if opts.debug_dir else ""
-        # Mutated inputs the graph also reads (AdamW's parameters and moments): the planner decides
-        # whether the new values can be written over the old ones (kiln.mutations).
+        # Mutated inputs: the planner decides which new values can be written over the old ones
+        # (kiln.mutations).
         candidates = {}
         first_extra = len(self.imp.outputs) - len(mutations)
         for k, m in enumerate(mutations):
             kind, j = self.imp.outputs[first_extra + k]
-            if (not m.in_place and kind == "kiln" and m.arg in self.imp.tensor_args
+            if (kind == "kiln" and m.arg in self.imp.tensor_args
                     and self.imp.outputs.count((kind, j)) == 1):
                 candidates[j] = (self.imp.tensor_args.index(m.arg), m.arg)
         self.compiled = _C.compile(self.imp.builder, INCLUDE_DIR, LIB_DIR, debug_dir, opts.mode, opts.verify,
