@@ -172,6 +172,11 @@ TEST(RuntimeGemm, CacheBlockBoundaries) {
   check<float>(1, 50, 40, 1501, Layout::Strided, Layout::RowMajor, Layout::ColMajor, 1.0, 1.0);
   check<float>(1, 2500, 5, 3, Layout::RowMajor, Layout::ColMajor, Layout::RowMajor, 1.0, 0.0);
   check<double>(1, 40, 300, 500, Layout::RowMajor, Layout::ColMajor, Layout::RowMajor, 1.0, 1.0);
+  // Row-major A whose rows are a multiple of 4 KiB apart is packed rather than read in place, with a
+  // partial last sliver; with n inside one micro-tile it is read in place again.
+  check<float>(1, 29, 70, 1024, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor, 1.0, 0.5);
+  check<float>(1, 29, 16, 2048, Layout::RowMajor, Layout::ColMajor, Layout::RowMajor, 1.0, 0.0);
+  check<double>(1, 17, 40, 512, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor, 1.0, 0.0);
 }
 
 TEST(RuntimeGemm, TransformerShapesF32) {
