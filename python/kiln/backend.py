@@ -1,6 +1,7 @@
 """The `kiln` torch.compile backend: AOTAutograd in front, kiln's C++ compiler behind."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -11,7 +12,7 @@ from torch._dynamo.backends.common import aot_autograd
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.operator_support import OperatorSupportBase
 
-from kiln import _C, api
+from kiln import _C, aot_cache, api
 from kiln.decompositions import decomposition_table
 from kiln.importer import IGNORED_TARGETS, NodeRejected, is_symint_node, meta_val, target_name
 from kiln.log import log_once, logger
@@ -181,14 +182,22 @@ def kiln_backend(gm: torch.fx.GraphModule, example_inputs, *, mode: str | None =
     from kiln.partition import kiln_partition
 
     gm = rewrite_attention(gm, example_inputs, decomposition_table())
-    return aot_autograd(
-        fw_compiler=functools.partial(compile_aten_graph, opts=opts, kind="forward"),
-        bw_compiler=functools.partial(compile_aten_graph, opts=opts, kind="backward"),
-        inference_compiler=functools.partial(compile_aten_graph, opts=opts, kind="inference"),
-        decompositions=decomposition_table(),
-        partition_fn=kiln_partition,
-        keep_inference_input_mutations=True,  # copy_ nodes: see kiln.mutations
-    )(gm, example_inputs)
+    if aot_cache.enabled(opts):
+        compilers = {kind: aot_cache.compiler(opts, kind) for kind in ("forward", "backward", "inference")}
+        scope = aot_cache.scope(opts)
+    else:
+        compilers = {kind: functools.partial(compile_aten_graph, opts=opts, kind=kind)
+                     for kind in ("forward", "backward", "inference")}
+        scope = contextlib.nullcontext()
+    with scope:
+        return aot_autograd(
+            fw_compiler=compilers["forward"],
+            bw_compiler=compilers["backward"],
+            inference_compiler=compilers["inference"],
+            decompositions=decomposition_table(),
+            partition_fn=kiln_partition,
+            keep_inference_input_mutations=True,  # copy_ nodes: see kiln.mutations
+        )(gm, example_inputs)
 
 
 def _register() -> None:

@@ -1,0 +1,154 @@
+"""Warm starts skip AOTAutograd: its cache holds kiln's compiled forward/backward next to its own metadata.
+
+AOTAutograd's cache (AOTAutogradCache, "bundled" entries) stores everything it derived from Dynamo's
+graph (the joint trace, the partition, the runtime wrappers' metadata) together with the compiled
+graphs, when those are `OutputCode` objects it can pickle. kiln's is `KilnOutputCode`: it carries the
+ATen graph it was compiled from (GraphPickler bytes, fake-tensor metadata included), and on a cache hit
+compiles that graph again, which finds its kernels in kiln's own disk cache. So a warm start costs
+Dynamo's trace, the key, and loading the libraries, not the 2-3 s of AOTAutograd's trace and partition.
+
+Entries live in kiln's cache directory, under a folder named after everything the stored graphs depend
+on besides what AOTAutograd's key already covers (Dynamo's graph, inputs, torch, configs): kiln's build,
+its Python sources, and the backend options. They never mix with Inductor's entries for the same graph.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import time
+import unittest.mock
+
+import torch
+from torch._inductor.output_code import OutputCode
+
+from kiln import api
+from kiln.log import logger
+
+# Op namespaces kiln's ATen graphs use; GraphPickler refuses others (their ops may not exist on load).
+_OP_NAMESPACES = ("torch.ops.aten", "torch.ops.prims", "torch.ops.kiln")
+
+# Sources whose change alters the graphs AOTAutograd hands kiln, or what kiln does with them.
+_SOURCES = ("backend.py", "decompositions.py", "partition.py", "mutations.py", "importer.py", "runner.py",
+            "attention_rewrite.py", "mask_check.py", "symbolic.py", "aot_cache.py")
+_source_digest: str | None = None
+
+
+def _identity(opts) -> str:
+    global _source_digest
+    from kiln import _C
+
+    if _source_digest is None:
+        h = hashlib.sha256()
+        here = os.path.dirname(os.path.abspath(__file__))
+        for name in _SOURCES:
+            with open(os.path.join(here, name), "rb") as f:
+                h.update(f.read())
+        _source_digest = h.hexdigest()
+    # debug_dir only says where to write dumps; it changes no compiled code.
+    relevant = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("debug_dir", "cache_dir")}
+    parts = ["kiln-aot-v1", _C.build_id(), _source_digest, repr(sorted(relevant.items()))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def enabled(opts) -> bool:
+    """Off with KILN_AOT_CACHE=0 and wherever PyTorch's caches are off (force_disable_caches)."""
+    return os.environ.get("KILN_AOT_CACHE", "1") != "0" and not torch.compiler.config.force_disable_caches
+
+
+@contextlib.contextmanager
+def scope(opts):
+    """While AOTAutograd runs: bundled entries, stored under kiln's cache directory.
+
+    The backward is compiled with the forward (not at its first call) so that the entry, saved once
+    both exist, is saved inside this scope; KilnOutputCode defers the backward's real work anyway.
+    """
+    from torch._functorch._aot_autograd.autograd_cache import AOTAutogradCache
+
+    from kiln import _C
+
+    directory = os.path.join(_C.cache_dir(), "aot", _identity(opts))
+    with torch._functorch.config.patch(bundled_autograd_cache=True, force_non_lazy_backward_lowering=True), \
+            unittest.mock.patch.object(AOTAutogradCache, "_get_tmp_dir", classmethod(lambda cls: directory)):
+        yield
+
+
+class KilnOutputCode(OutputCode):
+    """A kiln-compiled ATen graph, as AOTAutograd calls and caches it (boxed calling convention).
+
+    The graph's pickle is taken before compiling, since compiling edits the graph (mutations split
+    off, partitions fused). A backward graph is compiled at its first call, as AOTAutograd would do
+    without a cache; a forward or inference graph at once, so its errors surface at compile time.
+    """
+
+    def __init__(self, gm: torch.fx.GraphModule, opts, kind: str):
+        super().__init__()
+        # An instance attribute: the wrappers AOTAutograd puts around a compiled graph (functools.wraps)
+        # copy the instance's __dict__, and this flag must reach them.
+        self._boxed_call = True
+        self._payload = _dumps(gm)
+        self._opts, self._kind = opts, kind
+        self._gm, self._fn = gm, None
+        if kind != "backward":
+            self._materialize()
+
+    def _materialize(self):
+        if self._fn is None:
+            from kiln.backend import compile_aten_graph
+
+            gm, self._gm = self._gm, None
+            if gm is None:
+                gm = _loads(self._payload)
+            self._fn = compile_aten_graph(gm, None, opts=self._opts, kind=self._kind)
+        return self._fn
+
+    def __call__(self, inputs):
+        return (self._fn or self._materialize())(inputs)
+
+    def prepare_for_serialization(self) -> None:
+        from torch._functorch._aot_autograd.autograd_cache import BypassAOTAutogradCache
+
+        if self._payload is None:
+            raise BypassAOTAutogradCache("kiln: this graph cannot be pickled")
+        self._gm, self._fn = None, None
+
+    def post_compile(self, example_inputs, constants, graph_kwargs) -> None:
+        """A cache hit: the graph compiles again, finding its kernels in kiln's disk cache."""
+        api.count("aot_cache_hits")
+        if self._kind != "backward":
+            self._materialize()
+
+    def set_triton_bundle(self, triton_bundle) -> None:
+        pass
+
+    def __getstate__(self):
+        return {**self.__dict__, "_gm": None, "_fn": None}
+
+
+def _dumps(gm: torch.fx.GraphModule) -> bytes | None:
+    from torch.fx._graph_pickler import GraphPickler, Options
+
+    t0 = time.perf_counter()
+    try:
+        payload = GraphPickler.dumps(gm, Options(ops_filter=lambda name: name.startswith(_OP_NAMESPACES)))
+    except Exception as e:  # noqa: BLE001 - an unpicklable graph is only not cached
+        logger.info("kiln: graph not cached by AOTAutograd's cache (%s)", e)
+        return None
+    api.count("aot_cache_pickle_s", time.perf_counter() - t0)
+    return payload
+
+
+def _loads(payload: bytes) -> torch.fx.GraphModule:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx._graph_pickler import GraphPickler
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    return GraphPickler.loads(payload, FakeTensorMode(shape_env=ShapeEnv()))
+
+
+def compiler(opts, kind: str):
+    """AOTAutograd's compiler for `kind` graphs ("forward", "backward", "inference"), cacheable."""
+    from torch._functorch._aot_autograd.schemas import SerializableAOTDispatchCompiler
+
+    return SerializableAOTDispatchCompiler(KilnOutputCode, lambda gm, _inputs: KilnOutputCode(gm, opts, kind))
