@@ -6,6 +6,7 @@
 #include <cctype>
 
 #include "kiln/codegen/expr_emitter.h"
+#include "kiln/loops/extern_parts.h"
 #include "kiln/support/error.h"
 
 namespace kiln {
@@ -282,9 +283,8 @@ struct Gen {
     return r + "}";
   }
 
-  // One fused attention call; its result is the flat buffer the importer unpacks with views.
+  // One fused attention call; its results are parts of a flat buffer the importer unpacks with views.
   void attention_call(const Node& n, std::vector<std::string>& lines) {
-    const Storage& rs = plan.storage[static_cast<size_t>(n.result)];
     bool fwd = n.op == Op::attention;
     size_t o = fwd ? 0 : 1;
     std::vector<AffineLayout> in;
@@ -307,45 +307,37 @@ struct Gen {
       bool is_lse = !fwd && i == 5;
       lines.push_back(str_cat("    const int64_t st", i, "[4] = ", attention_strides(in[i].strides, is_lse ? 3 : 4), ";"));
     }
-    std::string res = str_cat("F.v", n.result);
     std::string causal = n.attr_bool("causal") ? "1" : "0";
     std::string scale = float_literal(n.attr_float("scale"), t);
     auto arg = [&](size_t i) { return str_cat(pointer_of(in[i]), ", st", i); };
-    if (fwd) {
-      // The flat result (infer.cpp): out as [b1, sq, b2, dv] (rank 3: [b, sq, dv]), then lse [.., sq].
-      const SymExpr& unit = rs.strides.back();
-      const SymExpr sq = qs[r - 2], dv = vs[r - 1], heads = r == 4 ? qs[r - 3] : SymExpr(1);
-      const SymExpr b1n = r == 4 ? qs[0] : SymExpr(1);
-      std::vector<SymExpr> ost, lst;
-      if (r == 4) {
-        ost = {sq * heads * dv * unit, dv * unit, heads * dv * unit, unit};
-        lst = {heads * sq * unit, sq * unit, unit};
+    // Each result part goes into the value that is exactly that part when the planner chose one
+    // (extern_parts.h), else into its place in the flat result buffer.
+    const std::vector<ResultPart> parts = extern_result_parts(g, n);
+    const auto chosen = plan.part_values.find(static_cast<int32_t>(&n - g.nodes().data()));
+    std::vector<std::string> dest;
+    for (size_t p = 0; p < parts.size(); ++p) {
+      const ValueId v = chosen == plan.part_values.end() ? -1 : chosen->second[p];
+      const bool is_lse = fwd && p == 1;
+      std::vector<SymExpr> st = parts[p].strides;
+      std::string ptr;
+      if (v >= 0) {
+        ptr = str_cat("F.v", v);
+        st = plan.storage[static_cast<size_t>(v)].strides;
       } else {
-        ost = {sq * dv * unit, dv * unit, unit};
-        lst = {sq * unit, unit};
+        const SymExpr& unit = plan.storage[static_cast<size_t>(n.result)].strides.back();  // flat is contiguous
+        for (SymExpr& e : st) e = e * unit;
+        ptr = str_cat("(F.v", n.result, " + ", idx(parts[p].offset * unit), ")");
       }
-      const SymExpr lse_offset = b1n * heads * sq * dv * unit;
-      lines.push_back(str_cat("    const int64_t ost[4] = ", attention_strides(ost), ";"));
-      lines.push_back(str_cat("    const int64_t lst[4] = ", attention_strides(lst, 3), ";"));
+      lines.push_back(str_cat("    const int64_t rst", p, "[4] = ", attention_strides(st, is_lse ? 3 : 4), ";"));
+      dest.push_back(str_cat(ptr, ", rst", p));
+    }
+    if (fwd) {
       lines.push_back(str_cat("    kiln_attention_fwd_", sfx, "(shape, ", causal, ", ", scale, ", ", arg(0), ", ", arg(1), ", ",
-                              arg(2), ", ", res, ", ost, ", res, " + ", idx(lse_offset), ", lst);"));
+                              arg(2), ", ", dest[0], ", ", dest[1], ");"));
     } else {
-      // dq, dk, dv: consecutive row-major blocks of each packed row.
-      const SymExpr& unit = rs.strides.back();
-      std::vector<SymExpr> lead(rs.strides.begin(), rs.strides.end() - 1);
-      auto block = [&](const std::vector<SymExpr>& sizes) {
-        std::vector<SymExpr> st(lead);
-        st.push_back(sizes[r - 1] * unit);
-        st.push_back(unit);
-        return attention_strides(st);
-      };
-      lines.push_back(str_cat("    const int64_t dqst[4] = ", block(qs), ";"));
-      lines.push_back(str_cat("    const int64_t dkst[4] = ", block(ks), ";"));
-      lines.push_back(str_cat("    const int64_t dvst[4] = ", block(vs), ";"));
-      SymExpr kofs = qs[r - 2] * qs[r - 1] * unit, vofs = kofs + ks[r - 2] * ks[r - 1] * unit;
       lines.push_back(str_cat("    kiln_attention_bwd_", sfx, "(shape, ", causal, ", ", scale, ", ", arg(0), ", ", arg(1), ", ",
-                              arg(2), ", ", arg(3), ", ", arg(4), ", ", arg(5), ", ", res, ", dqst, ", res, " + ",
-                              idx(kofs), ", dkst, ", res, " + ", idx(vofs), ", dvst);"));
+                              arg(2), ", ", arg(3), ", ", arg(4), ", ", arg(5), ", ", dest[0], ", ", dest[1], ", ", dest[2],
+                              ");"));
     }
     lines.push_back("  }");
   }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "kiln/loops/extern_parts.h"
 #include "kiln/loops/load_trace.h"
 #include "kiln/loops/realize.h"
 #include "kiln/support/error.h"
@@ -215,7 +216,7 @@ void group_into_kernels(const Graph& g, KernelPlan& plan) {
   for (size_t i = 0; i < g.nodes().size(); ++i) {
     const Node& n = g.nodes()[i];
     size_t v = static_cast<size_t>(n.result);
-    if (!plan.realized[v]) continue;
+    if (!plan.realized[v] || (!plan.written_by.empty() && plan.written_by[v] >= 0)) continue;
     if (op_kind(n.op) == OpKind::Extern) {
       close();
       plan.steps.push_back({Step::Kind::Extern, -1, static_cast<int32_t>(i)});
@@ -238,6 +239,7 @@ KernelPlan plan_kernels(const Graph& g, const std::vector<bool>& alias_ok) {
   KernelPlan plan;
   decide_realization(g, alias_ok, plan);
   group_into_kernels(g, plan);
+  if (plan_extern_parts(g, plan)) group_into_kernels(g, plan);
   plan_memory(g, plan);
   return plan;
 }
@@ -248,7 +250,13 @@ std::string describe_plan(const Graph& g, const KernelPlan& plan) {
   for (const Step& st : plan.steps) {
     if (st.kind == Step::Kind::Extern) {
       const Node& n = g.node(st.node);
-      s += str_cat("extern ", op_name(n.op), " -> %", n.result, "\n");
+      s += str_cat("extern ", op_name(n.op), " -> %", n.result);
+      auto parts = plan.part_values.find(st.node);
+      if (parts != plan.part_values.end()) {
+        s += " parts:";
+        for (ValueId v : parts->second) s += v >= 0 ? str_cat(" %", v) : std::string(" flat");
+      }
+      s += "\n";
       ++ne;
       continue;
     }

@@ -1,6 +1,7 @@
 // kernel_plan.h — the scheduled form of a graph: where each value lives, which values are
 // computed by which kernel, and the order of kernels and extern calls.
 #pragma once
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +62,11 @@ struct KernelPlan {
   // Per graph output: the graph input whose buffer it is written into (-1: its own buffer). Set by
   // plan_in_place for inputs the graph mutates; see in_place.h.
   std::vector<int32_t> in_place_of;
+  // Multi-result externs (extern_parts.h): per extern node index, per part, the stored value the call
+  // writes that part into directly (-1: into its flat result buffer). Per value: the extern node
+  // index that writes it (-1: a kernel computes it, or it is not stored).
+  std::map<int32_t, std::vector<ValueId>> part_values;
+  std::vector<int32_t> written_by;
 };
 
 // Follows view ops from v down to a realized value while the composition stays a strided window.

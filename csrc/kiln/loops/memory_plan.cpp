@@ -94,6 +94,10 @@ void plan_memory(const Graph& g, KernelPlan& plan) {
     const Step& st = plan.steps[i];
     if (st.kind == Step::Kind::Extern) {
       def[static_cast<size_t>(g.node(st.node).result)] = static_cast<int64_t>(i);
+      auto parts = plan.part_values.find(st.node);
+      if (parts != plan.part_values.end())
+        for (ValueId v : parts->second)
+          if (v >= 0) def[static_cast<size_t>(v)] = static_cast<int64_t>(i);
     } else {
       for (const Stage& s : plan.kernels[static_cast<size_t>(st.kernel)].stages)
         if (s.dest_output < 0 && def[static_cast<size_t>(s.value)] < 0) def[static_cast<size_t>(s.value)] = static_cast<int64_t>(i);
