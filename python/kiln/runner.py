@@ -59,12 +59,16 @@ class KilnGraph:
         for j, (i, arg) in candidates.items():
             if self.compiled.in_place_of(j) == i:
                 self.write_into[j] = arg
-        # The common call: static sizes, fresh outputs, no views to rebuild, only kiln results.
+        # The common call: static sizes, fresh outputs, only kiln results; views are only of other
+        # outputs (an output returned again as its alias).
         self._fast = None
-        if self.static and all(alias is None for _, _, alias in self._static_layouts) and all(
+        if self.static and all(alias is None or alias[0] == "output" for _, _, alias in self._static_layouts) and all(
                 kind == "kiln" for kind, _ in self.imp.outputs):
-            self._fast = ([(tuple(sz), tuple(st), dt) for (sz, st, _), dt in zip(self._static_layouts, self.out_dtypes)],
-                          [v for _, v in self.imp.outputs])
+            allocs = [None if alias is not None else (tuple(sz), tuple(st), dt)
+                      for (sz, st, alias), dt in zip(self._static_layouts, self.out_dtypes)]
+            views = [(j, alias[1], tuple(sz), tuple(st), alias[2])
+                     for j, (sz, st, alias) in enumerate(self._static_layouts) if alias is not None]
+            self._fast = (allocs, [v for _, v in self.imp.outputs], views)
 
     def _layouts(self, syms):
         layouts = []
@@ -97,11 +101,13 @@ class KilnGraph:
     def __call__(self, *args):
         fast = self._fast
         if fast is not None and not self.write_into and not self._disabled:
-            outs = [_alloc(sizes, strides, dt) for sizes, strides, dt in fast[0]]
+            outs = [a and _alloc(*a) for a in fast[0]]
             try:
                 self.compiled.run([args[i] for i in self.imp.tensor_args], outs, ())
             except ValueError:  # raised before any kernel ran: the general path sorts it out
                 return self._call(args)
+            for j, k, sizes, strides, offset in fast[2]:
+                outs[j] = torch.as_strided(outs[k], sizes, strides, outs[k].storage_offset() + offset)
             return [outs[v] for v in fast[1]]
         return self._call(args)
 

@@ -151,3 +151,15 @@ def test_cat_of_ints_and_bools():
     i = torch.arange(6).reshape(2, 3)
     bools = torch.tensor([[True, False, True]])
     run_compiled(lambda i, b: (torch.cat([i, b.long()], 0), torch.cat([b, b], 1), torch.cat([i, i * 2], -1)), i, bools)
+
+
+def test_output_and_its_alias_share_one_buffer_but_a_clone_does_not():
+    # Returning a value and an alias of it: one buffer, as in eager (writing one shows in the other).
+    # A clone is a value of its own even though kiln computes it as the same value.
+    x = torch.randn(6, 5)
+    (y, alias, copy), _, _ = run_compiled(lambda x: (lambda y: (y, y.view_as(y), y.clone()))(x.sin() * 2), x)
+    assert alias.data_ptr() == y.data_ptr() and alias.stride() == y.stride()
+    assert copy.data_ptr() != y.data_ptr()
+    y.add_(1)
+    torch.testing.assert_close(alias, y)
+    torch.testing.assert_close(copy, x.sin() * 2)
