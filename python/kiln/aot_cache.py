@@ -68,9 +68,21 @@ def scope(opts):
 
     from kiln import _C
 
+    import torch._inductor.codecache as codecache
+
     directory = os.path.join(_C.cache_dir(), "aot", _identity(opts))
-    with torch._functorch.config.patch(bundled_autograd_cache=True, force_non_lazy_backward_lowering=True), \
-            unittest.mock.patch.object(AOTAutogradCache, "_get_tmp_dir", classmethod(lambda cls: directory)):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch._functorch.config.patch(bundled_autograd_cache=True,
+                                                          force_non_lazy_backward_lowering=True))
+        stack.enter_context(unittest.mock.patch.object(AOTAutogradCache, "_get_tmp_dir",
+                                                       classmethod(lambda cls: directory)))
+        # The key's Inductor part would register Inductor's code generators to hash their custom
+        # passes: importing most of Inductor (~0.5 s) for passes kiln never runs. kiln's key leaves
+        # them out, the same way whether or not Inductor ran in this process.
+        for name, value in (("init_backend_registration", lambda: None), ("custom_backend_passes", {}),
+                            ("custom_backend_codegen_configs", {})):
+            if hasattr(codecache, name):
+                stack.enter_context(unittest.mock.patch.object(codecache, name, value))
         yield
 
 
