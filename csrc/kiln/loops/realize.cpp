@@ -67,26 +67,30 @@ bool fix_extern_operands(const Graph& g, KernelPlan& plan) {
       if (!operand_ok(in)) {
         KILN_USER_CHECK(!plan.realized[static_cast<size_t>(in)],
                         "kiln cannot pass a value with this layout to ", op_name(n.op));
-        // Prefer storing the value under the operand's views (a matmul reads a [B*S, D] reshape of a
-        // [B, S, D] norm): its kernel keeps its natural loop domain and fuses with its neighbours,
-        // such as the reduction it follows. Only if the views then read it in place.
-        ValueId base = in;
-        while (const Node* p = g.producer(base)) {
+        // Prefer storing a value further down the operand's views, the deepest one under which
+        // the views read it in place: the value under them all (a matmul reads a [B*S, D] reshape of
+        // a [B, S, D] norm) keeps its kernel's natural loop domain and fuses with its neighbours;
+        // one in between (a [B, S, H, D] permute of attention's [B, H, S, D] gradient, which a
+        // matmul reads as [B*S, H*D] and another as its transpose) is one copy that every such
+        // operand reads in place, where storing each operand would copy once per operand.
+        std::vector<ValueId> chain{in};
+        while (const Node* p = g.producer(chain.back())) {
           if (op_kind(p->op) != OpKind::View || plan.realized[static_cast<size_t>(p->inputs[0])]) break;
-          base = p->inputs[0];
+          chain.push_back(p->inputs[0]);
         }
-        const Node* bp = g.producer(base);
-        if (base != in && bp && op_kind(bp->op) != OpKind::Source) {
-          plan.realized[static_cast<size_t>(base)] = true;
+        bool placed = false;
+        for (size_t c = chain.size(); c-- > 1 && !placed;) {
+          const Node* cp = g.producer(chain[c]);
+          if (!cp || op_kind(cp->op) == OpKind::Source) continue;
+          plan.realized[static_cast<size_t>(chain[c])] = true;
           assign_storage(g, plan);
-          if (operand_ok(in)) {
-            changed = true;
-            continue;
+          placed = operand_ok(in);
+          if (!placed) {
+            plan.realized[static_cast<size_t>(chain[c])] = false;
+            assign_storage(g, plan);
           }
-          plan.realized[static_cast<size_t>(base)] = false;
-          assign_storage(g, plan);
         }
-        plan.realized[static_cast<size_t>(in)] = true;
+        if (!placed) plan.realized[static_cast<size_t>(in)] = true;
         changed = true;
       }
     }
