@@ -98,6 +98,50 @@ bool fix_extern_operands(const Graph& g, KernelPlan& plan) {
   return changed;
 }
 
+// A value stored for its several uses whose uses all turned out to read it through one stored view
+// of it (the copy fix_extern_operands made for a matmul operand, such as the [B, S, H, D] permute of a
+// rotary-embedding gradient): that copy's kernel computes it instead, and it is not stored twice.
+// Only pure view chains: the copy reads each element once, so nothing is recomputed.
+bool inline_into_sole_view_copy(const Graph& g, KernelPlan& plan) {
+  const auto users = g.users();
+  std::vector<bool> is_output(g.num_values(), false);
+  for (const auto& o : g.outputs()) is_output[static_cast<size_t>(o.value)] = true;
+  bool changed = false;
+  for (const Node& n : g.nodes()) {
+    const size_t v = static_cast<size_t>(n.result);
+    const OpKind kind = op_kind(n.op);
+    if (!plan.realized[v] || is_output[v] || plan.storage[v].kind != Storage::Kind::Arena ||
+        kind == OpKind::Reduction || kind == OpKind::Extern || kind == OpKind::Source)
+      continue;
+    // Follow the uses through unstored values; every path must be views ending at the same stored one.
+    ValueId sole = -1;
+    bool ok = true;
+    std::vector<ValueId> todo{n.result};
+    while (!todo.empty() && ok) {
+      const ValueId u = todo.back();
+      todo.pop_back();
+      for (int32_t ni : users[static_cast<size_t>(u)]) {
+        const Node& user = g.nodes()[static_cast<size_t>(ni)];
+        if (op_kind(user.op) != OpKind::View || is_output[static_cast<size_t>(user.result)]) {
+          ok = false;
+          break;
+        }
+        if (!plan.realized[static_cast<size_t>(user.result)]) {
+          todo.push_back(user.result);
+        } else if (sole < 0 || sole == user.result) {
+          sole = user.result;
+        } else {
+          ok = false;
+        }
+      }
+    }
+    if (!ok || sole < 0) continue;
+    plan.realized[v] = false;
+    changed = true;
+  }
+  return changed;
+}
+
 }  // namespace
 
 void decide_realization(const Graph& g, const std::vector<bool>& alias_ok, KernelPlan& plan) {
@@ -181,6 +225,7 @@ void decide_realization(const Graph& g, const std::vector<bool>& alias_ok, Kerne
 
   assign_storage(g, plan);
   while (fix_extern_operands(g, plan)) assign_storage(g, plan);
+  if (inline_into_sole_view_copy(g, plan)) assign_storage(g, plan);
 }
 
 }  // namespace kiln
