@@ -95,3 +95,31 @@ def test_unreadable_entry_falls_back_to_a_full_compile(run_python, caches, tmp_p
         p.write_bytes(b"not a pickle")
     again = _stats(run_python(_program(), env=caches))
     assert again["aot_hits"] == 0 and again["calls"] >= 3, again
+
+
+DYNAMIC_PROGRAM = """
+import json, torch, kiln
+def f(x, w):
+    return torch.nn.functional.gelu(x @ w).sum(-1) * x.shape[0]
+compiled = torch.compile(f, backend="kiln", dynamic=True)
+w = torch.randn(16, 8, requires_grad=True)
+for n in (5, 9):
+    x = torch.randn(n, 16, requires_grad=True)
+    out = compiled(x, w)
+    out.sum().backward()
+    got, w.grad = w.grad.clone(), None
+    want = f(x, w)
+    want.sum().backward()
+    torch.testing.assert_close(out, want)
+    torch.testing.assert_close(got, w.grad)
+    w.grad = None
+s = kiln.stats()
+print("STATS" + json.dumps({"aot_hits": s.get("aot_cache_hits", 0), "compiler_runs": s["compiler_runs"],
+                            "calls": s["calls"], "torch_hits": 0}))
+"""
+
+
+def test_symbolic_sizes_survive_the_round_trip(run_python, caches):
+    run_python(DYNAMIC_PROGRAM, env=caches)
+    warm = _stats(run_python(DYNAMIC_PROGRAM, env=caches))
+    assert warm["aot_hits"] == 2 and warm["compiler_runs"] == 0 and warm["calls"] == 4, warm
