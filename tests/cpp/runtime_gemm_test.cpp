@@ -179,6 +179,16 @@ TEST(RuntimeGemm, CacheBlockBoundaries) {
   check<double>(1, 17, 40, 512, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor, 1.0, 0.0);
 }
 
+TEST(RuntimeGemm, RowPanelKernelEdges) {
+  // Row-major A runs the row-panel kernel (6 x 64 with AVX-512): tiles cut at every lane group.
+  for (int64_t m : {5, 6, 7, 13})
+    for (int64_t n : {15, 16, 17, 48, 63, 64, 65, 129})
+      for (double beta : {0.0, 1.0}) {
+        check<float>(1, m, n, 37, Layout::RowMajor, Layout::ColMajor, Layout::RowMajor, 1.0, beta);
+        check<double>(1, m, n, 11, Layout::RowMajor, Layout::RowMajor, Layout::Padded, 0.5, beta);
+      }
+}
+
 TEST(RuntimeGemm, TransformerShapesF32) {
   // Small-k and small-n shapes of attention heads, with the transposed operands of backward passes.
   for (Layout la : {Layout::RowMajor, Layout::ColMajor})

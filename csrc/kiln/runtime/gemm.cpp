@@ -108,28 +108,26 @@ inline bool columns_spread_in_l1(int64_t pitch, int64_t kc) {
   return true;
 }
 
-template <typename T>
+template <class K, typename T>
 int64_t k_block(int64_t k) {
-  constexpr int64_t kc = Blocking<Kernel<T>, T>::KC;
+  constexpr int64_t kc = Blocking<K, T>::KC;
   return ceil_div(k, ceil_div(k, kc));  // equal blocks no larger than KC
 }
 
 // Whether the kernels read full A slivers straight from A (see gemm_rect). A column-major sliver that
 // is used once (n fits one micro-tile) needs no cache residency, so any pitch will do.
-template <typename T>
+template <class K, typename T>
 bool a_read_in_place(const Problem<T>& p) {
   // Row-major rows a multiple of 4 KiB apart all fall into the same L1 sets (MR rows of a sliver
   // pile into ~24 sets of 12 ways), so B's stream evicts the sliver between its uses; packed, it is
   // contiguous (measured 10-13% faster at 1024^3 and 2048^3).
-  if (p.a_cs == 1) return p.n <= Kernel<T>::NR || (p.a_rs * int64_t(sizeof(T))) % 4096 != 0;
-  return p.a_rs == 1 &&
-         (p.n <= Kernel<T>::NR || columns_spread_in_l1(p.a_cs * int64_t(sizeof(T)), k_block<T>(p.k)));
+  if (p.a_cs == 1) return p.n <= K::NR || (p.a_rs * int64_t(sizeof(T))) % 4096 != 0;
+  return p.a_rs == 1 && (p.n <= K::NR || columns_spread_in_l1(p.a_cs * int64_t(sizeof(T)), k_block<K, T>(p.k)));
 }
 
-// One batch element's rectangle C[m0:m1, n0:n1], computed by the calling thread alone.
-template <typename T>
+// One batch element's rectangle C[m0:m1, n0:n1], computed by the calling thread alone with kernel K.
+template <class K, typename T>
 void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  using K = Kernel<T>;
   using Blk = Blocking<K, T>;
   constexpr int MR = K::MR, NR = K::NR;
   const T* A = p.a + bi * p.a_bs;
@@ -138,7 +136,7 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
   const int64_t M = m1 - m0, N = n1 - n0, Kd = p.k;
 
   // Split each dimension into equal blocks no larger than the cache limit (no runt last block).
-  const int64_t kc_blk = k_block<T>(Kd);
+  const int64_t kc_blk = k_block<K, T>(Kd);
   const int64_t nc_blk = round_up(ceil_div(N, ceil_div(N, Blk::NC)), NR);
   // A is only ever broadcast, so its two common layouts are read in place, full slivers straight
   // from A: row-major A as row panels (A(i, k) at i * a_rs + k), column-major A interleaved (at
@@ -147,7 +145,7 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
   // row pitches that are multiples of 4 KiB). The partial last sliver of those, and every sliver of
   // any other layout, is packed into a zero-padded buffer: row panels of pitch lda_p, or interleaved
   // (pitch MR).
-  const bool a_in_place = a_read_in_place(p);
+  const bool a_in_place = a_read_in_place<K>(p);
   const bool a_rows = p.a_cs == 1 && a_in_place;
   const int64_t lda_p = a_rows ? round_up(kc_blk, 16) + 16 : MR;
   const int64_t a_sliver = a_rows ? MR * lda_p : MR * kc_blk;
@@ -234,21 +232,21 @@ struct Split {
 };
 
 // Runs units [u0, u1) of the linearised batch x units space.
-template <typename T>
+template <class K, typename T>
 void run_units(const Split<T>& s, int64_t u0, int64_t u1) {
   const Problem<T>& p = *s.p;
   while (u0 < u1) {
     const int64_t bi = u0 / s.units, lo = u0 % s.units;
     const int64_t hi = std::min(s.units, lo + (u1 - u0));
     if (s.split_n)
-      gemm_rect(p, bi, 0, p.m, lo * s.unit, std::min(p.n, hi * s.unit));
+      gemm_rect<K>(p, bi, 0, p.m, lo * s.unit, std::min(p.n, hi * s.unit));
     else
-      gemm_rect(p, bi, lo * s.unit, std::min(p.m, hi * s.unit), 0, p.n);
+      gemm_rect<K>(p, bi, lo * s.unit, std::min(p.m, hi * s.unit), 0, p.n);
     u0 += hi - lo;
   }
 }
 
-template <typename T>
+template <class K, typename T>
 void run_threads(void* ctx, int64_t begin, int64_t end) {
   Split<T>& s = *static_cast<Split<T>*>(ctx);
   if (s.per_task > 0) {
@@ -257,11 +255,11 @@ void run_threads(void* ctx, int64_t begin, int64_t end) {
       const int64_t t = s.next.fetch_add(1, std::memory_order_relaxed);
       if (t >= s.tasks) return;
       const int64_t u0 = (t / tasks_per_batch) * s.units + (t % tasks_per_batch) * s.per_task;
-      run_units(s, u0, u0 + s.per_task);
+      run_units<K>(s, u0, u0 + s.per_task);
     }
   }
   const int64_t total = s.p->batch * s.units;
-  for (int64_t t = begin; t < end; ++t) run_units(s, t * total / s.nthreads, (t + 1) * total / s.nthreads);
+  for (int64_t t = begin; t < end; ++t) run_units<K>(s, t * total / s.nthreads, (t + 1) * total / s.nthreads);
 }
 
 // Picks equal tasks for the dynamic schedule: about 4 per thread, none smaller than min_units, and a
@@ -283,28 +281,40 @@ void plan_tasks(Split<T>& s, int64_t min_units) {
   }
 }
 
-template <typename T>
+template <class K, typename T>
 void gemm_parallel(const Problem<T>& p) {
-  using K = Kernel<T>;
   const int64_t m_tiles = ceil_div(p.m, K::MR), n_tiles = ceil_div(p.n, K::NR);
   // Which dimension threads split decides what each re-packs when they share a batch element: after
   // an M split every thread packs all of B (k x n), after an N split all of A (m x k) unless A is
   // read in place. So split N when A needs no packing and N has a tile per thread, else the larger.
   const int64_t nt = kiln_get_num_threads();
-  const bool a_in_place = a_read_in_place(p);
-  const bool split_n = a_in_place ? n_tiles >= nt && p.n >= p.m / 8 : n_tiles > m_tiles;
+  const bool a_in_place = a_read_in_place<K>(p);
+  // N only when its tiles share out evenly: 3 tiles on 2 threads (N = 192 with 64-wide tiles) leave
+  // one thread idle a third of the time, where M's many slivers balance.
+  const bool n_even = n_tiles % nt == 0 || n_tiles >= 8 * nt;
+  const bool split_n = a_in_place ? n_tiles >= nt && p.n >= p.m / 8 && n_even : n_tiles > m_tiles;
   Split<T> s{&p, split_n, split_n ? K::NR : K::MR, split_n ? n_tiles : m_tiles, 1};
   const double flops = 2.0 * p.batch * p.m * p.n * p.k;
   const int64_t by_work = static_cast<int64_t>(std::min(flops / kMinFlopsPerThread, 1e9));
   s.nthreads = std::max<int64_t>(1, std::min({nt, p.batch * s.units, by_work}));
   if (s.nthreads == 1) {
-    run_units(s, 0, p.batch * s.units);
+    run_units<K>(s, 0, p.batch * s.units);
     return;
   }
   // Smallest task: 8 column tiles keep A's re-streaming (once per task) cheap next to the FMAs; 16
   // row slivers amortise re-packing B (once per task).
   plan_tasks(s, split_n ? 8 : 16);
-  kiln_parallel_for(0, s.nthreads, 1, run_threads<T>, &s);
+  kiln_parallel_for(0, s.nthreads, 1, run_threads<K, T>, &s);
+}
+
+// Row-major A read in place takes the row-panel kernel, every other A the interleaved one (see
+// RowKernel in gemm_kernels.h).
+template <typename T>
+void gemm_parallel(const Problem<T>& p) {
+  if (p.a_cs == 1 && a_read_in_place<RowKernel<T>>(p))
+    gemm_parallel<RowKernel<T>>(p);
+  else
+    gemm_parallel<Kernel<T>>(p);
 }
 
 // C = beta * C (k == 0: the product is empty).
