@@ -46,7 +46,7 @@ def _identity(opts) -> str:
             with open(os.path.join(here, name), "rb") as f:
                 h.update(f.read())
         _source_digest = h.hexdigest()
-    # debug_dir only says where to write dumps; it changes no compiled code.
+    # debug_dir and cache_dir only say where files go; they change no compiled code.
     relevant = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("debug_dir", "cache_dir")}
     parts = ["kiln-aot-v1", _C.build_id(), _source_digest, repr(sorted(relevant.items()))]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
@@ -64,11 +64,10 @@ def scope(opts):
     The backward is compiled with the forward (not at its first call) so that the entry, saved once
     both exist, is saved inside this scope; KilnOutputCode defers the backward's real work anyway.
     """
+    import torch._inductor.codecache as codecache
     from torch._functorch._aot_autograd.autograd_cache import AOTAutogradCache
 
     from kiln import _C
-
-    import torch._inductor.codecache as codecache
 
     directory = os.path.join(_C.cache_dir(), "aot", _identity(opts))
     with contextlib.ExitStack() as stack:
