@@ -49,6 +49,13 @@ std::optional<std::vector<SymExpr>> reshape_strides(const std::vector<SymExpr>& 
 
 }  // namespace
 
+bool same_layout(const std::vector<SymExpr>& sizes, const std::vector<SymExpr>& a, const std::vector<SymExpr>& b) {
+  if (a.size() != sizes.size() || b.size() != sizes.size()) return false;
+  for (size_t d = 0; d < sizes.size(); ++d)
+    if (!sizes[d].is_const(1) && a[d] != b[d]) return false;
+  return true;
+}
+
 std::optional<AffineLayout> affine_layout(const Graph& g, const std::vector<bool>& realized,
                                           const std::vector<Storage>& storage, ValueId v) {
   if (realized[static_cast<size_t>(v)]) {

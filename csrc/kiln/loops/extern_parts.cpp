@@ -49,12 +49,8 @@ std::vector<ResultPart> extern_result_parts(const Graph& g, const Node& n) {
 
 namespace {
 
-// Equal strides wherever the size is not 1 (a size-1 dim's stride addresses nothing).
 bool same_window(const ResultPart& p, const AffineLayout& l) {
-  if (l.offset != p.offset || l.strides.size() != p.strides.size()) return false;
-  for (size_t k = 0; k < p.sizes.size(); ++k)
-    if (!p.sizes[k].is_const(1) && l.strides[k] != p.strides[k]) return false;
-  return true;
+  return l.offset == p.offset && same_layout(p.sizes, l.strides, p.strides);
 }
 
 // Who reads `target`: the value of each kernel stage that loads it, -1 for an extern operand or an

@@ -5,18 +5,6 @@
 
 namespace kiln {
 
-namespace {
-
-// Equal strides wherever the size is not 1 (a size-1 dim's stride addresses nothing).
-bool same_layout(const std::vector<SymExpr>& sizes, const std::vector<SymExpr>& a, const std::vector<SymExpr>& b) {
-  if (a.size() != sizes.size() || b.size() != sizes.size()) return false;
-  for (size_t d = 0; d < sizes.size(); ++d)
-    if (!sizes[d].is_const(1) && a[d] != b[d]) return false;
-  return true;
-}
-
-}  // namespace
-
 void plan_in_place(const Graph& g, const std::vector<std::pair<int32_t, int32_t>>& candidates, KernelPlan& plan) {
   plan.in_place_of.assign(g.outputs().size(), -1);
   std::vector<bool> input_taken(g.inputs().size(), false);

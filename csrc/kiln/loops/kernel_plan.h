@@ -69,6 +69,9 @@ struct KernelPlan {
   std::vector<int32_t> written_by;
 };
 
+// Equal strides wherever the size is not 1 (a size-1 dim's stride addresses nothing).
+bool same_layout(const std::vector<SymExpr>& sizes, const std::vector<SymExpr>& a, const std::vector<SymExpr>& b);
+
 // Follows view ops from v down to a realized value while the composition stays a strided window.
 std::optional<AffineLayout> affine_layout(const Graph& g, const std::vector<bool>& realized,
                                           const std::vector<Storage>& storage, ValueId v);

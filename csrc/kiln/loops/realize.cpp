@@ -172,15 +172,10 @@ void decide_realization(const Graph& g, const std::vector<bool>& alias_ok, Kerne
     // The very value another output stores, in its layout (a forward's output and its alias saved
     // for the backward): that output's buffer, returned again.
     const Storage& own = plan.storage[static_cast<size_t>(v)];
-    if (own.kind == Storage::Kind::Output && own.index != static_cast<int32_t>(j)) {
-      const auto& sizes = g.type(v).sizes;
-      const auto &mine = g.outputs()[j].strides, &theirs = own.strides;
-      bool same = mine.size() == theirs.size();
-      for (size_t d = 0; same && d < sizes.size(); ++d) same = sizes[d].is_const(1) || mine[d] == theirs[d];
-      if (same) {
-        plan.output_alias[j] = AffineLayout{v, SymExpr(0), mine};
-        continue;
-      }
+    if (own.kind == Storage::Kind::Output && own.index != static_cast<int32_t>(j) &&
+        same_layout(g.type(v).sizes, g.outputs()[j].strides, own.strides)) {
+      plan.output_alias[j] = AffineLayout{v, SymExpr(0), g.outputs()[j].strides};
+      continue;
     }
     if (!n || op_kind(n->op) != OpKind::View) continue;
     std::vector<bool> others = plan.realized;
