@@ -5,6 +5,8 @@ import dataclasses
 import os
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# float32 matmul precision -> bfloat16 planes per operand for AMX GEMMs (0: float FMA kernels only).
+MATMUL_PLANES = {"highest": 0, "high": 2, "medium": 1}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,6 +17,18 @@ class Options:
     cache_dir: str | None = None
     debug_dir: str | None = None
     verify: bool = False  # verify the IR after every pass (tests turn it on)
+    # float32 matmul precision, as torch.set_float32_matmul_precision spells it; None: PyTorch's
+    # setting when the graph is compiled. "high" and "medium" let GEMMs run on AMX with operands
+    # split into two bfloat16 planes (about 16 significand bits) or rounded to one.
+    matmul_precision: str | None = None
+
+    def gemm_bf16_planes(self) -> int:
+        """bfloat16 planes per float GEMM operand (kiln_gemm_f32's bf16_planes) for this precision."""
+        if self.matmul_precision is None:
+            import torch
+
+            return MATMUL_PLANES[torch.get_float32_matmul_precision()]
+        return MATMUL_PLANES[self.matmul_precision]
 
     @staticmethod
     def from_args(mode: str | None = None, options: dict | None = None) -> "Options":
@@ -27,9 +41,16 @@ class Options:
             opts["mode"] = mode
         opts.setdefault("debug_dir", os.environ.get("KILN_DEBUG_DIR") or None)
         opts.setdefault("verify", os.environ.get("KILN_VERIFY", "") not in ("", "0"))
+        if opts.get("matmul_precision") is None:
+            import torch
+
+            opts["matmul_precision"] = torch.get_float32_matmul_precision()
         o = Options(**opts)
         if o.mode not in MODES:
             raise ValueError(f"kiln: unknown mode {o.mode!r}; expected one of {MODES}")
+        if o.matmul_precision not in MATMUL_PLANES:
+            raise ValueError(f"kiln: matmul_precision must be one of {tuple(MATMUL_PLANES)}, "
+                             f"not {o.matmul_precision!r}")
         if o.fallback not in ("eager", "error"):
             raise ValueError(f"kiln: fallback must be 'eager' or 'error', not {o.fallback!r}")
         return o

@@ -70,19 +70,27 @@ Operand<T> make(int64_t batch, int64_t rows, int64_t cols, Layout layout, std::m
 
 template <typename T>
 void call_gemm(int64_t batch, int64_t m, int64_t n, int64_t k, T alpha, Operand<T>& a, Operand<T>& b, T beta,
-               Operand<T>& c) {
+               Operand<T>& c, int planes = 0) {
   if constexpr (std::is_same_v<T, float>)
     kiln_gemm_f32(batch, m, n, k, alpha, a.data(), a.bs, a.rs, a.cs, b.data(), b.bs, b.rs, b.cs, beta, c.data(),
-                  c.bs, c.rs, c.cs);
+                  c.bs, c.rs, c.cs, planes);
   else
     kiln_gemm_f64(batch, m, n, k, alpha, a.data(), a.bs, a.rs, a.cs, b.data(), b.bs, b.rs, b.cs, beta, c.data(),
                   c.bs, c.rs, c.cs);
 }
 
+// Relative error of one product term that a GEMM may make: float rounding, or what bfloat16 planes
+// leave out (3 planes: float's; 2: about 2^-15; 1: operands rounded to bfloat16, about 2^-8).
+template <typename T>
+double unit_error(int planes) {
+  if (!std::is_same_v<T, float>) return 1e-14;
+  return planes == 2 ? 4e-5 : planes == 1 ? 8e-3 : 1e-6;
+}
+
 // Runs one GEMM and compares every C element with a double-precision reference.
 template <typename T>
 void check(int64_t batch, int64_t m, int64_t n, int64_t k, Layout la, Layout lb, Layout lc, double alpha,
-           double beta, bool nan_c = false) {
+           double beta, bool nan_c = false, int planes = 0) {
   std::mt19937 rng(static_cast<uint32_t>(batch * 1000003 + m * 10007 + n * 101 + k));
   Operand<T> a = make<T>(batch, m, k, la, rng), b = make<T>(batch, k, n, lb, rng), c = make<T>(batch, m, n, lc, rng);
   if (nan_c) std::fill(c.store.begin(), c.store.end(), std::numeric_limits<T>::quiet_NaN());
@@ -95,8 +103,8 @@ void check(int64_t batch, int64_t m, int64_t n, int64_t k, Layout la, Layout lb,
         const double old = beta == 0 ? 0.0 : beta * double(c.at(bi, i, j));
         want[static_cast<size_t>((bi * m + i) * n + j)] = alpha * s + old;
       }
-  call_gemm<T>(batch, m, n, k, T(alpha), a, b, T(beta), c);
-  const double eps = std::is_same_v<T, float> ? 1e-6 : 1e-14;
+  call_gemm<T>(batch, m, n, k, T(alpha), a, b, T(beta), c, planes);
+  const double eps = unit_error<T>(planes);
   const double tol = 4 * eps * (double(k) + 2) * (std::abs(alpha) + std::abs(beta) + 1);
   for (int64_t bi = 0; bi < batch; ++bi)
     for (int64_t i = 0; i < m; ++i)
@@ -104,7 +112,7 @@ void check(int64_t batch, int64_t m, int64_t n, int64_t k, Layout la, Layout lb,
         const double got = c.at(bi, i, j), w = want[static_cast<size_t>((bi * m + i) * n + j)];
         ASSERT_NEAR(got, w, tol) << "batch " << batch << " m " << m << " n " << n << " k " << k << " A " << name(la)
                                  << " B " << name(lb) << " C " << name(lc) << " alpha " << alpha << " beta " << beta
-                                 << " at (" << bi << "," << i << "," << j << ")";
+                                 << " planes " << planes << " at (" << bi << "," << i << "," << j << ")";
       }
 }
 
@@ -146,9 +154,9 @@ TEST(RuntimeGemm, EmptyReduction) {
 
 TEST(RuntimeGemm, EmptyOutputsTouchNothing) {
   float a[4] = {1, 2, 3, 4}, b[4] = {1, 2, 3, 4}, c[4] = {7, 7, 7, 7};
-  kiln_gemm_f32(0, 2, 2, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1);
-  kiln_gemm_f32(1, 0, 2, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1);
-  kiln_gemm_f32(1, 2, 0, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1);
+  kiln_gemm_f32(0, 2, 2, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1, 0);
+  kiln_gemm_f32(1, 0, 2, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1, 0);
+  kiln_gemm_f32(1, 2, 0, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1, 0);
   for (float x : c) EXPECT_EQ(x, 7.f);
 }
 
@@ -214,7 +222,7 @@ TEST(RuntimeGemm, SharedOutputAccumulatesOverBatch) {
   std::vector<float> a(batch * m * k), b(batch * k * n), c(m * n, 2.f);
   for (size_t i = 0; i < a.size(); ++i) a[i] = float(i % 7) - 3;
   for (size_t i = 0; i < b.size(); ++i) b[i] = float(i % 5) - 2;
-  kiln_gemm_f32(batch, m, n, k, 1.f, a.data(), m * k, k, 1, b.data(), k * n, n, 1, 0.5f, c.data(), 0, n, 1);
+  kiln_gemm_f32(batch, m, n, k, 1.f, a.data(), m * k, k, 1, b.data(), k * n, n, 1, 0.5f, c.data(), 0, n, 1, 0);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
       double s = 1.0;  // 0.5 * 2
@@ -252,10 +260,84 @@ TEST(RuntimeGemm, NanAndInfPropagate) {
   std::vector<float> a(m * k, 1.f), b(k * n, 1.f), c(m * n);
   a[2 * k + 3] = std::numeric_limits<float>::quiet_NaN();
   b[4 * n + 33] = std::numeric_limits<float>::infinity();
-  kiln_gemm_f32(1, m, n, k, 1.f, a.data(), 0, k, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1);
+  kiln_gemm_f32(1, m, n, k, 1.f, a.data(), 0, k, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, 0);
   for (int64_t j = 0; j < n; ++j) EXPECT_TRUE(std::isnan(c[2 * n + j])) << j;
   EXPECT_TRUE(std::isinf(c[0 * n + 33]));
   EXPECT_EQ(c[0 * n + 0], float(k));
+}
+
+// ---- AMX: float products through bfloat16 planes (kiln_gemm_f32's bf16_planes) ------------------
+// Without AMX (another CPU, KILN_GEMM_AMX=0) the same calls run the FMA kernels and still pass,
+// except the tests that ask for AMX's own results, which skip.
+
+TEST(RuntimeGemmAmx, PlanesEveryEdgeLayoutAndBlock) {
+  struct Shape {
+    int64_t batch, m, n, k;
+  };
+  // Tile edges in every dimension (batched to pass the AMX size threshold), several k blocks, two
+  // n blocks.
+  const Shape shapes[] = {{8, 33, 31, 75}, {8, 17, 40, 64}, {8, 64, 64, 33}, {1, 95, 97, 200}, {1, 130, 600, 700}};
+  for (int planes : {1, 2, 3})
+    for (Shape s : shapes)
+      for (Layout la : {Layout::RowMajor, Layout::ColMajor, Layout::Strided, Layout::Reversed})
+        for (Layout lb : {Layout::RowMajor, Layout::ColMajor, Layout::Strided}) {
+          if (s.k == 700 && (la != Layout::RowMajor || lb == Layout::Strided)) continue;  // keep it quick
+          check<float>(s.batch, s.m, s.n, s.k, la, lb, Layout::RowMajor, 1.0, 0.0, false, planes);
+        }
+  // Outputs that go through the tile buffer: alpha != 1, strided and column-major C, NaN-filled C.
+  for (int planes : {1, 3})
+    for (Layout lc : kAllOutputs) {
+      check<float>(1, 70, 90, 300, Layout::RowMajor, Layout::ColMajor, lc, 0.5, 0.0, true, planes);
+      check<float>(4, 40, 33, 100, Layout::ColMajor, Layout::RowMajor, lc, 1.0, 0.0, true, planes);
+    }
+}
+
+// 1 + 2^-10 is not a bfloat16; its planes are 1 and 2^-10. Each plane count gives its own exact sum.
+TEST(RuntimeGemmAmx, EachPlaneCountKeepsItsBits) {
+  if (!kiln_gemm_has_amx()) GTEST_SKIP() << "no AMX here: planes run on the FMA kernels";
+  const int64_t n = 128;
+  std::vector<float> a(n * n, 1.0f + 0x1p-10f), b(n * n, 1.0f + 0x1p-10f), c(n * n);
+  const float want[] = {128.0f, 128.25f, 128.2501220703125f};  // 1 plane, 2 planes, 3 planes
+  for (int planes : {1, 2, 3}) {
+    kiln_gemm_f32(1, n, n, n, 1.f, a.data(), 0, n, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, planes);
+    for (float x : c) ASSERT_EQ(x, want[planes - 1]) << planes << " planes";
+  }
+}
+
+// Values the split cannot hold exactly send the whole product to the FMA kernels: IEEE results.
+TEST(RuntimeGemmAmx, NonFiniteAndSubnormalInputsKeepFloatSemantics) {
+  const int64_t n = 128;
+  std::vector<float> a(n * n, 1.f), b(n * n, 1.f), c(n * n);
+  a[2 * n + 3] = std::numeric_limits<float>::quiet_NaN();
+  b[4 * n + 33] = std::numeric_limits<float>::infinity();
+  kiln_gemm_f32(1, n, n, n, 1.f, a.data(), 0, n, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, 3);
+  for (int64_t j = 0; j < n; ++j) EXPECT_TRUE(std::isnan(c[2 * n + j])) << j;
+  EXPECT_TRUE(std::isinf(c[0 * n + 33]));
+  EXPECT_EQ(c[0], float(n));
+  // Subnormal A (AMX would read it as zero), and large B: the products are normal floats.
+  std::fill(a.begin(), a.end(), 1e-39f);
+  std::fill(b.begin(), b.end(), 1e10f);
+  kiln_gemm_f32(1, n, n, n, 1.f, a.data(), 0, n, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, 3);
+  for (float x : c) ASSERT_NEAR(x, n * 1e-29, n * 1e-29 * 1e-5);
+}
+
+// Three planes are as accurate as float FMAs: the largest error against a double reference.
+TEST(RuntimeGemmAmx, ThreePlanesAsAccurateAsFloat) {
+  std::mt19937 rng(11);
+  const int64_t m = 200, n = 160, k = 1000;
+  Operand<float> a = make<float>(1, m, k, Layout::RowMajor, rng), b = make<float>(1, k, n, Layout::ColMajor, rng);
+  double err[2] = {0, 0};
+  for (int planes : {0, 3}) {
+    Operand<float> c = make<float>(1, m, n, Layout::RowMajor, rng);
+    call_gemm<float>(1, m, n, k, 1.f, a, b, 0.f, c, planes);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (int64_t p = 0; p < k; ++p) s += double(a.at(0, i, p)) * double(b.at(0, p, j));
+        err[planes ? 1 : 0] = std::max(err[planes ? 1 : 0], std::abs(s - c.at(0, i, j)));
+      }
+  }
+  EXPECT_LE(err[1], 1.5 * err[0]) << "FMA kernels " << err[0] << ", 3 planes " << err[1];
 }
 
 }  // namespace

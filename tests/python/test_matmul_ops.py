@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from conftest import run_compiled
+from conftest import StatsWatch, assert_kiln_ran, run_compiled
 
 
 def _mms(a, b, bt, c, bias, x3, w):
@@ -128,3 +128,42 @@ def test_nan_and_inf_propagate_through_mm():
         return a @ b, torch.addmm(bias, b, b), torch.addmm(bias, b, b, beta=0)
 
     run_compiled(f, a, b, bias)
+
+
+def test_float32_matmul_precision_reaches_the_gemm():
+    """PyTorch's float32 matmul precision at compile time (or options["matmul_precision"]) decides how
+    many bfloat16 planes kiln's AMX GEMM keeps of each operand: "highest" is float, "high" two planes,
+    "medium" one. Without AMX every setting computes in float."""
+    from kiln import _C
+
+    # x = 1 + 2^-10 + 2^-18: rounded to one bfloat16 it is 1, to two 1 + 2^-10; w = 1 is exact. Every
+    # partial sum of up to 32 such terms is exact in float, whatever the order.
+    x, w = torch.full((128, 32), 1.0 + 2.0**-10 + 2.0**-18), torch.ones(128, 32)
+    exact = 32 * (1.0 + 2.0**-10 + 2.0**-18)
+    want = {"highest": exact, "high": 32 * (1.0 + 2.0**-10), "medium": 32.0} if _C.gemm_has_amx() else \
+        {p: exact for p in ("highest", "high", "medium")}
+
+    def linear(options=None):
+        torch._dynamo.reset()
+        with StatsWatch() as watch:
+            got = torch.compile(torch.nn.functional.linear, backend="kiln", options=options)(x, w)
+        assert_kiln_ran(watch.delta)
+        return got
+
+    saved = torch.get_float32_matmul_precision()
+    try:
+        for precision, value in want.items():
+            torch.set_float32_matmul_precision(precision)
+            got = linear()
+            assert torch.all(got == value), (precision, got.flatten()[:4])
+        # The option overrides PyTorch's setting (which is "medium" here).
+        assert torch.all(linear({"matmul_precision": "highest"}) == exact)
+    finally:
+        torch.set_float32_matmul_precision(saved)
+
+
+def test_matmul_precision_option_is_checked():
+    import pytest
+
+    with pytest.raises(Exception, match="matmul_precision"):
+        torch.compile(lambda a: a @ a, backend="kiln", options={"matmul_precision": "fast"})(torch.ones(2, 2))

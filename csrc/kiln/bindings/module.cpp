@@ -217,14 +217,14 @@ NB_MODULE(_C, m) {
       "compile",
       [](const AtenImporter& b, const std::string& include_dir, const std::string& lib_dir, const std::string& debug_dir,
          const std::string& mode, bool verify, const std::vector<bool>& alias_ok,
-         const std::vector<std::pair<int32_t, int32_t>>& in_place) {
-        CompileOptions o{include_dir, lib_dir, debug_dir, mode, verify, alias_ok, in_place};
+         const std::vector<std::pair<int32_t, int32_t>>& in_place, int gemm_bf16_planes) {
+        CompileOptions o{include_dir, lib_dir, debug_dir, mode, verify, alias_ok, in_place, gemm_bf16_planes};
         nb::gil_scoped_release release;
         return CompiledGraph::compile(b.graph(), o);
       },
       nb::arg("builder"), nb::arg("include_dir"), nb::arg("lib_dir"), nb::arg("debug_dir") = "",
       nb::arg("mode") = "default", nb::arg("verify") = false, nb::arg("alias_ok") = std::vector<bool>{},
-      nb::arg("in_place") = std::vector<std::pair<int32_t, int32_t>>{});
+      nb::arg("in_place") = std::vector<std::pair<int32_t, int32_t>>{}, nb::arg("gemm_bf16_planes") = 0);
 
   m.def("stats", [] {
     nb::dict d;
@@ -246,6 +246,7 @@ NB_MODULE(_C, m) {
   m.def("reset_stats", &reset_driver_stats);
   m.def("cache_dir", &jit::cache_dir);
   m.def("build_id", [] { return std::string(build_id()); });
+  m.def("gemm_has_amx", [] { return kiln_gemm_has_amx() != 0; });
   // Verified blobs in the disk cache, for decisions made before AOTAutograd (the attention rewrite).
   m.def("cache_load", [](const std::string& key) -> nb::object {
     bool bad = false;

@@ -363,8 +363,10 @@ struct Gen {
                               idx(a->strides[o + 1]), ","));
       lines.push_back(str_cat("      ", pointer_of(*b), ", ", bstride(b->strides), ", ", idx(b->strides[o]), ", ",
                               idx(b->strides[o + 1]), ", ", zero, ","));
+      const std::string planes =
+          t == DType::F32 ? str_cat(", ", n.has_attr("bf16_planes") ? n.attr_int("bf16_planes") : 0) : "";
       lines.push_back(str_cat("      ", result_ptr, ", ", bstride(rs.strides), ", ", idx(rs.strides[o]), ", ",
-                              idx(rs.strides[o + 1]), ");"));
+                              idx(rs.strides[o + 1]), planes, ");"));
       return;
     }
     if (n.op == Op::index_add_rows) {

@@ -73,11 +73,23 @@ std::string c_string_literal(const std::string& s) {
 
 }  // namespace
 
+// The matmul precision is a property of each float matmul node, so it is printed (and keyed) with
+// the graph and reaches codegen with the node.
+void stamp_matmul_precision(Graph& g, int planes) {
+  if (planes <= 0) return;
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node& n = g.nodes()[i];
+    if (n.op == Op::matmul && g.type(n.result).dtype == DType::F32)
+      g.set_attr(static_cast<int32_t>(i), "bf16_planes", int64_t(planes));
+  }
+}
+
 std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, const CompileOptions& opt) {
   auto t0 = std::chrono::steady_clock::now();
   auto cg = std::make_shared<CompiledGraph>();
   cg->graph_ = imported;
-  std::string imported_text = print_graph(imported);
+  stamp_matmul_precision(cg->graph_, opt.gemm_bf16_planes);
+  std::string imported_text = print_graph(cg->graph_);
 
   // The key names everything that decides the code, so a warm start can skip every pass.
   std::string alias_bits;
@@ -106,7 +118,7 @@ std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, con
         std::snprintf(buf, sizeof buf, "%02d-", step++);
         write_file(opt.debug_dir, buf + pass + ".kir", print_graph(g));
       };
-    Graph optimized = run_graph_pipeline(imported, po);
+    Graph optimized = run_graph_pipeline(cg->graph_, po);
     std::vector<bool> alias_ok = opt.alias_ok;
     alias_ok.resize(optimized.outputs().size(), false);
     KernelPlan plan = plan_kernels(optimized, alias_ok);

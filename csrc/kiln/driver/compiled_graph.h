@@ -22,6 +22,9 @@ struct CompileOptions {
   // (output, input) pairs: the output is the graph's new value of that input (a mutation). The
   // planner decides which may be written straight into the input's buffer (plan_in_place).
   std::vector<std::pair<int32_t, int32_t>> in_place_candidates;
+  // float matmuls: bfloat16 planes per operand on AMX (kiln_gemm_f32's bf16_planes; 0: float FMA
+  // only). Stamped on each float matmul as its bf16_planes attribute before keying and passes.
+  int gemm_bf16_planes = 0;
 };
 
 struct OutputAlias {

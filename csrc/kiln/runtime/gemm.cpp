@@ -16,10 +16,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <type_traits>
 #include <utility>
 
 // Kernels and packers are private to this library: hidden, so calls between them skip the PLT.
 #pragma GCC visibility push(hidden)
+#include "kiln/runtime/gemm_amx.h"
+#include "kiln/runtime/gemm_common.h"
 #include "kiln/runtime/gemm_kernels.h"
 #include "kiln/runtime/gemm_pack.h"
 #pragma GCC visibility pop
@@ -29,21 +32,10 @@ namespace {
 
 // Below this many flops per thread, waking another thread costs more than it saves.
 constexpr double kMinFlopsPerThread = 1 << 19;
+// Below this many flops a GEMM stays on the FMA kernels: splitting operands into planes and
+// configuring tiles costs more than AMX saves.
+constexpr double kMinAmxFlops = 1 << 20;
 
-template <typename T>
-struct Problem {
-  int64_t batch, m, n, k;
-  T alpha, beta;
-  const T* a;
-  int64_t a_bs, a_rs, a_cs;
-  const T* b;
-  int64_t b_bs, b_rs, b_cs;
-  T* c;
-  int64_t c_bs, c_rs, c_cs;
-};
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // Cache blocking for kernel K: the A sliver (MR x KC) takes ~18 KiB of L1, the packed B block
 // (KC x NC) ~1 MiB of L2, the packed A block (MC x KC) ~3 MiB of L3.
@@ -52,26 +44,6 @@ struct Blocking {
   static constexpr int64_t KC = std::max<int64_t>(16, (18 * 1024 / (K::MR * sizeof(T))) / 8 * 8);
   static constexpr int64_t NC = std::max<int64_t>(K::NR, (1024 * 1024 / (KC * sizeof(T))) / K::NR * K::NR);
   static constexpr int64_t MC = std::max<int64_t>(K::MR, (3 * 1024 * 1024 / (KC * sizeof(T))) / K::MR * K::MR);
-};
-
-// Per-thread packing buffers, grown on demand and kept for the thread's life.
-template <typename T>
-class PackBuffer {
- public:
-  ~PackBuffer() { std::free(p_); }
-  T* get(int64_t elems) {
-    const size_t bytes = static_cast<size_t>(round_up(elems * static_cast<int64_t>(sizeof(T)), 4096));
-    if (bytes > cap_) {
-      std::free(p_);
-      p_ = static_cast<T*>(std::aligned_alloc(4096, bytes));
-      cap_ = p_ ? bytes : 0;
-    }
-    return p_;
-  }
-
- private:
-  T* p_ = nullptr;
-  size_t cap_ = 0;
 };
 
 template <typename T>
@@ -229,24 +201,24 @@ struct Split {
   int64_t unit, units, nthreads;
   int64_t per_task = 0, tasks = 0;
   std::atomic<int64_t> next{0};
+  std::atomic<bool> failed{false};  // a rectangle could not be computed (AMX: see gemm_amx.h)
 };
 
 // Runs units [u0, u1) of the linearised batch x units space.
-template <class K, typename T>
-void run_units(const Split<T>& s, int64_t u0, int64_t u1) {
+template <class Path, typename T>
+void run_units(Split<T>& s, int64_t u0, int64_t u1) {
   const Problem<T>& p = *s.p;
-  while (u0 < u1) {
+  while (u0 < u1 && !s.failed.load(std::memory_order_relaxed)) {
     const int64_t bi = u0 / s.units, lo = u0 % s.units;
     const int64_t hi = std::min(s.units, lo + (u1 - u0));
-    if (s.split_n)
-      gemm_rect<K>(p, bi, 0, p.m, lo * s.unit, std::min(p.n, hi * s.unit));
-    else
-      gemm_rect<K>(p, bi, lo * s.unit, std::min(p.m, hi * s.unit), 0, p.n);
+    const bool ok = s.split_n ? Path::rect(p, bi, 0, p.m, lo * s.unit, std::min(p.n, hi * s.unit))
+                              : Path::rect(p, bi, lo * s.unit, std::min(p.m, hi * s.unit), 0, p.n);
+    if (!ok) s.failed.store(true, std::memory_order_relaxed);
     u0 += hi - lo;
   }
 }
 
-template <class K, typename T>
+template <class Path, typename T>
 void run_threads(void* ctx, int64_t begin, int64_t end) {
   Split<T>& s = *static_cast<Split<T>*>(ctx);
   if (s.per_task > 0) {
@@ -255,11 +227,11 @@ void run_threads(void* ctx, int64_t begin, int64_t end) {
       const int64_t t = s.next.fetch_add(1, std::memory_order_relaxed);
       if (t >= s.tasks) return;
       const int64_t u0 = (t / tasks_per_batch) * s.units + (t % tasks_per_batch) * s.per_task;
-      run_units<K>(s, u0, u0 + s.per_task);
+      run_units<Path>(s, u0, u0 + s.per_task);
     }
   }
   const int64_t total = s.p->batch * s.units;
-  for (int64_t t = begin; t < end; ++t) run_units<K>(s, t * total / s.nthreads, (t + 1) * total / s.nthreads);
+  for (int64_t t = begin; t < end; ++t) run_units<Path>(s, t * total / s.nthreads, (t + 1) * total / s.nthreads);
 }
 
 // Picks equal tasks for the dynamic schedule: about 4 per thread, none smaller than min_units, and a
@@ -281,40 +253,73 @@ void plan_tasks(Split<T>& s, int64_t min_units) {
   }
 }
 
-template <class K, typename T>
-void gemm_parallel(const Problem<T>& p) {
-  const int64_t m_tiles = ceil_div(p.m, K::MR), n_tiles = ceil_div(p.n, K::NR);
+// The FMA kernels as a path for the parallel driver (the AMX one is amx::Path).
+template <class K>
+struct FmaPath {
+  static constexpr int MR = K::MR, NR = K::NR;
+  // Smallest task: 8 column tiles keep A's re-streaming (once per task) cheap next to the FMAs; 16
+  // row slivers amortise re-packing B (once per task).
+  static constexpr int64_t kMinTaskColumnTiles = 8, kMinTaskRowSlivers = 16;
+  template <typename T>
+  static bool a_in_place(const Problem<T>& p) {
+    return a_read_in_place<K>(p);
+  }
+  template <typename T>
+  static bool rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    gemm_rect<K>(p, bi, m0, m1, n0, n1);
+    return true;
+  }
+};
+
+// Runs the whole problem on Path's kernels across the threads; false if a rectangle failed.
+template <class Path, typename T>
+bool gemm_parallel(const Problem<T>& p) {
+  const int64_t m_tiles = ceil_div(p.m, Path::MR), n_tiles = ceil_div(p.n, Path::NR);
   // Which dimension threads split decides what each re-packs when they share a batch element: after
   // an M split every thread packs all of B (k x n), after an N split all of A (m x k) unless A is
   // read in place. So split N when A needs no packing and N has a tile per thread, else the larger.
   const int64_t nt = kiln_get_num_threads();
-  const bool a_in_place = a_read_in_place<K>(p);
+  const bool a_in_place = Path::a_in_place(p);
   // N only when its tiles share out evenly: 3 tiles on 2 threads (N = 192 with 64-wide tiles) leave
   // one thread idle a third of the time, where M's many slivers balance.
   const bool n_even = n_tiles % nt == 0 || n_tiles >= 8 * nt;
   const bool split_n = a_in_place ? n_tiles >= nt && p.n >= p.m / 8 && n_even : n_tiles > m_tiles;
-  Split<T> s{&p, split_n, split_n ? K::NR : K::MR, split_n ? n_tiles : m_tiles, 1};
+  Split<T> s{&p, split_n, split_n ? Path::NR : Path::MR, split_n ? n_tiles : m_tiles, 1};
   const double flops = 2.0 * p.batch * p.m * p.n * p.k;
   const int64_t by_work = static_cast<int64_t>(std::min(flops / kMinFlopsPerThread, 1e9));
   s.nthreads = std::max<int64_t>(1, std::min({nt, p.batch * s.units, by_work}));
   if (s.nthreads == 1) {
-    run_units<K>(s, 0, p.batch * s.units);
-    return;
+    run_units<Path>(s, 0, p.batch * s.units);
+    return !s.failed;
   }
-  // Smallest task: 8 column tiles keep A's re-streaming (once per task) cheap next to the FMAs; 16
-  // row slivers amortise re-packing B (once per task).
-  plan_tasks(s, split_n ? 8 : 16);
-  kiln_parallel_for(0, s.nthreads, 1, run_threads<K, T>, &s);
+  plan_tasks(s, split_n ? Path::kMinTaskColumnTiles : Path::kMinTaskRowSlivers);
+  kiln_parallel_for(0, s.nthreads, 1, run_threads<Path, T>, &s);
+  return !s.failed;
 }
 
-// Row-major A read in place takes the row-panel kernel, every other A the interleaved one (see
-// RowKernel in gemm_kernels.h).
+// Whether the AMX path takes p: floats, nothing to accumulate into (beta == 0, batch elements with
+// their own C), and enough work per call to pay for splitting the operands into planes.
+template <typename T>
+bool amx_takes(const Problem<T>& p) {
+  if constexpr (!std::is_same_v<T, float>) {
+    return false;
+  } else {
+    return p.bf16_planes > 0 && p.beta == 0.0f && p.m >= 16 && p.n >= 16 && p.k >= 32 &&
+           2.0 * p.batch * p.m * p.n * p.k >= kMinAmxFlops && amx::available();
+  }
+}
+
+// AMX where it takes the problem (falling back to the FMA kernels for inputs its split cannot hold);
+// otherwise row-major A read in place takes the row-panel kernel, every other A the interleaved one
+// (see RowKernel in gemm_kernels.h).
 template <typename T>
 void gemm_parallel(const Problem<T>& p) {
+  if constexpr (std::is_same_v<T, float>)
+    if (amx_takes(p) && gemm_parallel<amx::Path>(p)) return;
   if (p.a_cs == 1 && a_read_in_place<RowKernel<T>>(p))
-    gemm_parallel<RowKernel<T>>(p);
+    gemm_parallel<FmaPath<RowKernel<T>>>(p);
   else
-    gemm_parallel<Kernel<T>>(p);
+    gemm_parallel<FmaPath<Kernel<T>>>(p);
 }
 
 // C = beta * C (k == 0: the product is empty).
@@ -372,18 +377,20 @@ void gemm(Problem<T> p) {
 
 extern "C" {
 
+int kiln_gemm_has_amx(void) { return kiln_rt::gemm::amx::available() ? 1 : 0; }
+
 void kiln_gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t a_bs,
                    int64_t a_rs, int64_t a_cs, const float* b, int64_t b_bs, int64_t b_rs, int64_t b_cs,
-                   float beta, float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs) {
+                   float beta, float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, int bf16_planes) {
   kiln_rt::gemm::gemm<float>({batch, m, n, k, alpha, beta, a, a_bs, a_rs, a_cs, b, b_bs, b_rs, b_cs, c, c_bs,
-                              c_rs, c_cs});
+                              c_rs, c_cs, bf16_planes < 0 ? 0 : bf16_planes > 3 ? 3 : bf16_planes});
 }
 
 void kiln_gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
                    int64_t a_bs, int64_t a_rs, int64_t a_cs, const double* b, int64_t b_bs, int64_t b_rs,
                    int64_t b_cs, double beta, double* c, int64_t c_bs, int64_t c_rs, int64_t c_cs) {
   kiln_rt::gemm::gemm<double>({batch, m, n, k, alpha, beta, a, a_bs, a_rs, a_cs, b, b_bs, b_rs, b_cs, c,
-                               c_bs, c_rs, c_cs});
+                               c_bs, c_rs, c_cs, 0});
 }
 
 }  // extern "C"

@@ -28,15 +28,22 @@ void kiln_set_num_threads(int n);  // n <= 0 means "the hardware's core count"
 // For each b in [0, batch): C_b = alpha * A_b @ B_b + beta * C_b, with A_b (m x k), B_b (k x n),
 // C_b (m x n). Every operand has a batch stride, a row stride and a column stride in elements, so
 // transposed and broadcast (stride 0) operands need no copy. beta == 0 never reads C (NaN-safe).
+// bf16_planes (float only) lets the product use AMX where the CPU has it, each float split exactly
+// into that many bfloat16 planes: 2 keeps about 16 significand bits of each operand (PyTorch's
+// "high" float32 matmul precision), 1 rounds operands to bfloat16 ("medium"), 3 keeps float
+// accuracy; 0 means float FMA kernels only ("highest"). Inputs the split cannot hold exactly
+// (inf, NaN, subnormals) fall back to the FMA kernels.
 void kiln_gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha,
                    const float* a, int64_t a_bs, int64_t a_rs, int64_t a_cs,
                    const float* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, float beta,
-                   float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs);
+                   float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, int bf16_planes);
+// 1 when float GEMMs with bf16_planes > 0 can run on AMX here (the CPU has it, the kernel grants
+// it, KILN_GEMM_AMX is not 0); 0 when they run on the FMA kernels.
+int kiln_gemm_has_amx(void);
 void kiln_gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha,
                    const double* a, int64_t a_bs, int64_t a_rs, int64_t a_cs,
                    const double* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, double beta,
                    double* c, int64_t c_bs, int64_t c_rs, int64_t c_cs);
-
 // ---- scatter -------------------------------------------------------------------------------------
 // out[rows x d] (row stride out_rs, contiguous columns) = 0, then for i in [0, n):
 //   if idx[i] != padding_idx: out[idx[i], :] += src[i * src_rs : i * src_rs + d]
