@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -73,10 +74,10 @@ void call_gemm(int64_t batch, int64_t m, int64_t n, int64_t k, T alpha, Operand<
                Operand<T>& c, int planes = 0) {
   if constexpr (std::is_same_v<T, float>)
     kiln_gemm_f32(batch, m, n, k, alpha, a.data(), a.bs, a.rs, a.cs, b.data(), b.bs, b.rs, b.cs, beta, c.data(),
-                  c.bs, c.rs, c.cs, planes);
+                  c.bs, c.rs, c.cs, planes, nullptr, nullptr);
   else
     kiln_gemm_f64(batch, m, n, k, alpha, a.data(), a.bs, a.rs, a.cs, b.data(), b.bs, b.rs, b.cs, beta, c.data(),
-                  c.bs, c.rs, c.cs);
+                  c.bs, c.rs, c.cs, nullptr, nullptr);
 }
 
 // Relative error of one product term that a GEMM may make: float rounding, or what bfloat16 planes
@@ -154,9 +155,9 @@ TEST(RuntimeGemm, EmptyReduction) {
 
 TEST(RuntimeGemm, EmptyOutputsTouchNothing) {
   float a[4] = {1, 2, 3, 4}, b[4] = {1, 2, 3, 4}, c[4] = {7, 7, 7, 7};
-  kiln_gemm_f32(0, 2, 2, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1, 0);
-  kiln_gemm_f32(1, 0, 2, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1, 0);
-  kiln_gemm_f32(1, 2, 0, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1, 0);
+  kiln_gemm_f32(0, 2, 2, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1, 0, nullptr, nullptr);
+  kiln_gemm_f32(1, 0, 2, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1, 0, nullptr, nullptr);
+  kiln_gemm_f32(1, 2, 0, 2, 1.f, a, 4, 2, 1, b, 4, 2, 1, 0.f, c, 4, 2, 1, 0, nullptr, nullptr);
   for (float x : c) EXPECT_EQ(x, 7.f);
 }
 
@@ -222,7 +223,7 @@ TEST(RuntimeGemm, SharedOutputAccumulatesOverBatch) {
   std::vector<float> a(batch * m * k), b(batch * k * n), c(m * n, 2.f);
   for (size_t i = 0; i < a.size(); ++i) a[i] = float(i % 7) - 3;
   for (size_t i = 0; i < b.size(); ++i) b[i] = float(i % 5) - 2;
-  kiln_gemm_f32(batch, m, n, k, 1.f, a.data(), m * k, k, 1, b.data(), k * n, n, 1, 0.5f, c.data(), 0, n, 1, 0);
+  kiln_gemm_f32(batch, m, n, k, 1.f, a.data(), m * k, k, 1, b.data(), k * n, n, 1, 0.5f, c.data(), 0, n, 1, 0, nullptr, nullptr);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
       double s = 1.0;  // 0.5 * 2
@@ -260,7 +261,7 @@ TEST(RuntimeGemm, NanAndInfPropagate) {
   std::vector<float> a(m * k, 1.f), b(k * n, 1.f), c(m * n);
   a[2 * k + 3] = std::numeric_limits<float>::quiet_NaN();
   b[4 * n + 33] = std::numeric_limits<float>::infinity();
-  kiln_gemm_f32(1, m, n, k, 1.f, a.data(), 0, k, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, 0);
+  kiln_gemm_f32(1, m, n, k, 1.f, a.data(), 0, k, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, 0, nullptr, nullptr);
   for (int64_t j = 0; j < n; ++j) EXPECT_TRUE(std::isnan(c[2 * n + j])) << j;
   EXPECT_TRUE(std::isinf(c[0 * n + 33]));
   EXPECT_EQ(c[0 * n + 0], float(k));
@@ -299,7 +300,7 @@ TEST(RuntimeGemmAmx, EachPlaneCountKeepsItsBits) {
   std::vector<float> a(n * n, 1.0f + 0x1p-10f), b(n * n, 1.0f + 0x1p-10f), c(n * n);
   const float want[] = {128.0f, 128.25f, 128.2501220703125f};  // 1 plane, 2 planes, 3 planes
   for (int planes : {1, 2, 3}) {
-    kiln_gemm_f32(1, n, n, n, 1.f, a.data(), 0, n, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, planes);
+    kiln_gemm_f32(1, n, n, n, 1.f, a.data(), 0, n, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, planes, nullptr, nullptr);
     for (float x : c) ASSERT_EQ(x, want[planes - 1]) << planes << " planes";
   }
 }
@@ -310,14 +311,14 @@ TEST(RuntimeGemmAmx, NonFiniteAndSubnormalInputsKeepFloatSemantics) {
   std::vector<float> a(n * n, 1.f), b(n * n, 1.f), c(n * n);
   a[2 * n + 3] = std::numeric_limits<float>::quiet_NaN();
   b[4 * n + 33] = std::numeric_limits<float>::infinity();
-  kiln_gemm_f32(1, n, n, n, 1.f, a.data(), 0, n, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, 3);
+  kiln_gemm_f32(1, n, n, n, 1.f, a.data(), 0, n, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, 3, nullptr, nullptr);
   for (int64_t j = 0; j < n; ++j) EXPECT_TRUE(std::isnan(c[2 * n + j])) << j;
   EXPECT_TRUE(std::isinf(c[0 * n + 33]));
   EXPECT_EQ(c[0], float(n));
   // Subnormal A (AMX would read it as zero), and large B: the products are normal floats.
   std::fill(a.begin(), a.end(), 1e-39f);
   std::fill(b.begin(), b.end(), 1e10f);
-  kiln_gemm_f32(1, n, n, n, 1.f, a.data(), 0, n, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, 3);
+  kiln_gemm_f32(1, n, n, n, 1.f, a.data(), 0, n, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, 3, nullptr, nullptr);
   for (float x : c) ASSERT_NEAR(x, n * 1e-29, n * 1e-29 * 1e-5);
 }
 
@@ -338,6 +339,77 @@ TEST(RuntimeGemmAmx, ThreePlanesAsAccurateAsFloat) {
       }
   }
   EXPECT_LE(err[1], 1.5 * err[0]) << "FMA kernels " << err[0] << ", 3 planes " << err[1];
+}
+
+// ---- row epilogues (rows_done) -------------------------------------------------------------------
+
+struct RowWatch {
+  const float* c;
+  int64_t n, rs;
+  std::vector<double> want;  // row-major batch*m x n
+  std::vector<std::atomic<int>> seen;
+  std::atomic<int> stale{0};
+  RowWatch(const float* c_, int64_t rows, int64_t n_, int64_t rs_) : c(c_), n(n_), rs(rs_), seen(rows) {}
+};
+
+// The epilogue checks that each row it is given already holds its final values.
+void watch_rows(void* ctx, int64_t r0, int64_t r1) {
+  auto& w = *static_cast<RowWatch*>(ctx);
+  for (int64_t r = r0; r < r1; ++r) {
+    w.seen[static_cast<size_t>(r)].fetch_add(1);
+    for (int64_t j = 0; j < w.n; ++j)
+      if (std::abs(w.c[r * w.rs + j] - w.want[static_cast<size_t>(r * w.n + j)]) > 1e-3) w.stale.fetch_add(1);
+  }
+}
+
+// rows_done sees every row of C exactly once, after it is final, or (return 0) never.
+TEST(RuntimeGemm, RowEpilogueSeesEachFinishedRowOnce) {
+  ThreadCountGuard guard;
+  struct Case {
+    int64_t batch, m, n, k;
+    bool b_shared;
+    int planes;
+  };
+  // M splits (reported inline), an N split (wide n), stacked batches, AMX (reported after, if at all).
+  for (int threads : {1, 2, 3})
+    for (Case cs : {Case{1, 301, 64, 100, false, 0}, Case{1, 40, 900, 64, false, 0}, Case{3, 50, 70, 33, true, 0},
+                    Case{4, 37, 20, 16, false, 0}, Case{1, 256, 256, 64, false, 3}}) {
+      kiln_set_num_threads(threads);
+      std::mt19937 rng(3);
+      std::uniform_real_distribution<float> dist(-1, 1);
+      const int64_t rows = cs.batch * cs.m;
+      std::vector<float> a(rows * cs.k), b((cs.b_shared ? 1 : cs.batch) * cs.k * cs.n), c(rows * cs.n);
+      for (auto& x : a) x = dist(rng);
+      for (auto& x : b) x = dist(rng);
+      RowWatch w(c.data(), rows, cs.n, cs.n);
+      w.want.resize(static_cast<size_t>(rows * cs.n));
+      for (int64_t bi = 0; bi < cs.batch; ++bi)
+        for (int64_t i = 0; i < cs.m; ++i)
+          for (int64_t j = 0; j < cs.n; ++j) {
+            double s = 0;
+            for (int64_t p = 0; p < cs.k; ++p)
+              s += double(a[(bi * cs.m + i) * cs.k + p]) * b[(cs.b_shared ? 0 : bi) * cs.k * cs.n + p * cs.n + j];
+            w.want[static_cast<size_t>((bi * cs.m + i) * cs.n + j)] = s;
+          }
+      const int reported = kiln_gemm_f32(cs.batch, cs.m, cs.n, cs.k, 1.f, a.data(), cs.m * cs.k, cs.k, 1, b.data(),
+                                         cs.b_shared ? 0 : cs.k * cs.n, cs.n, 1, 0.f, c.data(), cs.m * cs.n, cs.n, 1,
+                                         cs.planes, watch_rows, &w);
+      for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(w.seen[static_cast<size_t>(r)].load(), reported) << "row " << r;
+      EXPECT_EQ(w.stale.load(), 0);
+      if (cs.m == 301) EXPECT_EQ(reported, 1) << "an M split reports its rows";
+    }
+}
+
+// A column-major C (computed transposed) and a shared C never report rows.
+TEST(RuntimeGemm, RowEpilogueNotCalledWhenRowsAreNotFinalInOrder) {
+  const int64_t m = 64, n = 48, k = 32;
+  std::vector<float> a(m * k, 1.f), b(k * n, 1.f), c(m * n);
+  RowWatch w(c.data(), m, n, n);
+  EXPECT_EQ(0, kiln_gemm_f32(1, m, n, k, 1.f, a.data(), 0, k, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, 1, m, 0,
+                             watch_rows, &w));
+  EXPECT_EQ(0, kiln_gemm_f32(2, m, n, k, 1.f, a.data(), 0, k, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, 0,
+                             watch_rows, &w));
+  for (auto& s : w.seen) EXPECT_EQ(s.load(), 0);
 }
 
 }  // namespace

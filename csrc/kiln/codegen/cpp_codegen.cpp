@@ -342,7 +342,17 @@ struct Gen {
     lines.push_back("  }");
   }
 
-  void extern_call(const Node& n, std::vector<std::string>& lines) {
+  // Runs kernel k over its outer loop across the threads.
+  std::string launch(const Kernel& k) {
+    SymExpr total = product(k.outer);
+    SymExpr work = inner_work(k);
+    std::string grain = work.is_const() ? std::to_string(std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work.const_value())))
+                                        : str_cat("kiln_rt::max_i64(1, 32768 / kiln_rt::max_i64(1, ", idx(work), "))");
+    return str_cat("kiln_parallel_for(0, ", idx(total), ", ", grain, ", ", k.name, ", &F);");
+  }
+
+  void extern_call(const Step& st, std::vector<std::string>& lines) {
+    const Node& n = g.node(st.node);
     const Storage& rs = plan.storage[static_cast<size_t>(n.result)];
     std::string result_ptr = str_cat("F.v", n.result);
     if (n.op == Op::matmul) {
@@ -357,8 +367,10 @@ struct Gen {
       DType t = g.type(n.result).dtype;
       std::string fn = t == DType::F32 ? "kiln_gemm_f32" : "kiln_gemm_f64";
       std::string one = t == DType::F32 ? "1.0f" : "1.0", zero = t == DType::F32 ? "0.0f" : "0.0";
-      lines.push_back(str_cat("  ", fn, "(", batched ? idx(as[0]) : "1", ", ", idx(as[o]), ", ", idx(bs[o + 1]), ", ",
-                              idx(as[o + 1]), ", ", one, ",  // ", n.origin));
+      // With a row epilogue the GEMM runs it per finished block of rows, or says it did not.
+      const Kernel* ep = st.epilogue >= 0 ? &plan.kernels[static_cast<size_t>(st.epilogue)] : nullptr;
+      lines.push_back(str_cat("  ", ep ? "if (!" : "", fn, "(", batched ? idx(as[0]) : "1", ", ", idx(as[o]), ", ",
+                              idx(bs[o + 1]), ", ", idx(as[o + 1]), ", ", one, ",  // ", n.origin));
       lines.push_back(str_cat("      ", pointer_of(*a), ", ", bstride(a->strides), ", ", idx(a->strides[o]), ", ",
                               idx(a->strides[o + 1]), ","));
       lines.push_back(str_cat("      ", pointer_of(*b), ", ", bstride(b->strides), ", ", idx(b->strides[o]), ", ",
@@ -366,7 +378,8 @@ struct Gen {
       const std::string planes =
           t == DType::F32 ? str_cat(", ", n.has_attr("bf16_planes") ? n.attr_int("bf16_planes") : 0) : "";
       lines.push_back(str_cat("      ", result_ptr, ", ", bstride(rs.strides), ", ", idx(rs.strides[o]), ", ",
-                              idx(rs.strides[o + 1]), planes, ");"));
+                              idx(rs.strides[o + 1]), planes, ep ? str_cat(", ", ep->name, ", &F))") : ", nullptr, nullptr);"));
+      if (ep) lines.push_back(str_cat("    ", launch(*ep)));
       return;
     }
     if (n.op == Op::index_add_rows) {
@@ -422,15 +435,10 @@ struct Gen {
     lines.push_back("  kiln_rt::clear_index_error();");
     for (const Step& st : plan.steps) {
       if (st.kind == Step::Kind::Extern) {
-        extern_call(g.node(st.node), lines);
+        extern_call(st, lines);
         continue;
       }
-      const Kernel& k = plan.kernels[static_cast<size_t>(st.kernel)];
-      SymExpr total = product(k.outer);
-      SymExpr work = inner_work(k);
-      std::string grain = work.is_const() ? std::to_string(std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work.const_value())))
-                                          : str_cat("kiln_rt::max_i64(1, 32768 / kiln_rt::max_i64(1, ", idx(work), "))");
-      lines.push_back(str_cat("  kiln_parallel_for(0, ", idx(total), ", ", grain, ", ", k.name, ", &F);"));
+      lines.push_back("  " + launch(plan.kernels[static_cast<size_t>(st.kernel)]));
     }
     lines.push_back("  if (kiln_rt::index_error()) {");
     lines.push_back("    kiln_set_error(\"index out of range in an indexing op (embedding / index)\");");

@@ -240,6 +240,7 @@ KernelPlan plan_kernels(const Graph& g, const std::vector<bool>& alias_ok) {
   decide_realization(g, alias_ok, plan);
   group_into_kernels(g, plan);
   if (plan_extern_parts(g, plan)) group_into_kernels(g, plan);
+  plan_gemm_epilogues(g, plan);
   plan_memory(g, plan);
   return plan;
 }
@@ -256,11 +257,14 @@ std::string describe_plan(const Graph& g, const KernelPlan& plan) {
         s += " parts:";
         for (ValueId v : parts->second) s += v >= 0 ? str_cat(" %", v) : std::string(" flat");
       }
-      s += "\n";
       ++ne;
-      continue;
+      if (st.epilogue < 0) {
+        s += "\n";
+        continue;
+      }
+      s += " rows then ";
     }
-    const Kernel& k = plan.kernels[static_cast<size_t>(st.kernel)];
+    const Kernel& k = plan.kernels[static_cast<size_t>(st.kernel_run())];
     s += str_cat(k.name, " outer=", to_string(k.outer), ":");
     for (const Stage& stg : k.stages) {
       if (stg.dest_output >= 0)

@@ -47,8 +47,12 @@ struct Kernel {
 
 struct Step {
   enum class Kind { Kernel, Extern } kind;
-  int32_t kernel = -1;  // index into kernels
-  int32_t node = -1;    // Extern: graph node index
+  int32_t kernel = -1;    // index into kernels
+  int32_t node = -1;      // Extern: graph node index
+  int32_t epilogue = -1;  // Extern matmul: a kernel run per finished block of its rows (gemm_epilogue.cpp)
+
+  // The kernel this step runs, if any (its own, or a matmul's epilogue).
+  int32_t kernel_run() const { return kind == Kind::Kernel ? kernel : epilogue; }
 };
 
 struct KernelPlan {

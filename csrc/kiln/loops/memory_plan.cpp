@@ -28,9 +28,9 @@ std::vector<std::set<ValueId>> step_reads(const Graph& g, const KernelPlan& plan
         KILN_CHECK(lay.has_value(), "extern operand without a layout");
         reads[i].insert(lay->base);
       }
-      continue;
     }
-    for (const Stage& s : plan.kernels[static_cast<size_t>(st.kernel)].stages) {
+    if (st.kernel_run() < 0) continue;
+    for (const Stage& s : plan.kernels[static_cast<size_t>(st.kernel_run())].stages) {
       std::vector<TracedLoad> loads;
       std::vector<SymExpr> coords(s.domain.size(), SymExpr(0));
       if (s.dest_output >= 0)
@@ -51,8 +51,8 @@ namespace {
 void localize(const Graph& g, KernelPlan& plan, const std::vector<std::set<ValueId>>& reads) {
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const Step& st = plan.steps[i];
-    if (st.kind != Step::Kind::Kernel) continue;
-    for (const Stage& s : plan.kernels[static_cast<size_t>(st.kernel)].stages) {
+    if (st.kernel_run() < 0) continue;
+    for (const Stage& s : plan.kernels[static_cast<size_t>(st.kernel_run())].stages) {
       if (s.dest_output >= 0) continue;
       Storage& sto = plan.storage[static_cast<size_t>(s.value)];
       if (sto.kind != Storage::Kind::Arena) continue;
@@ -78,7 +78,7 @@ void localize(const Graph& g, KernelPlan& plan, const std::vector<std::set<Value
       sto.kind = Storage::Kind::Local;
       sto.strides = strides;
       sto.offset = acc;  // elements in one row
-      sto.kernel = st.kernel;
+      sto.kernel = st.kernel_run();
     }
   }
 }
@@ -98,10 +98,12 @@ void plan_memory(const Graph& g, KernelPlan& plan) {
       if (parts != plan.part_values.end())
         for (ValueId v : parts->second)
           if (v >= 0) def[static_cast<size_t>(v)] = static_cast<int64_t>(i);
-    } else {
-      for (const Stage& s : plan.kernels[static_cast<size_t>(st.kernel)].stages)
-        if (s.dest_output < 0 && def[static_cast<size_t>(s.value)] < 0) def[static_cast<size_t>(s.value)] = static_cast<int64_t>(i);
     }
+    // A matmul's epilogue runs during the GEMM: what it writes is born with the GEMM's result, so
+    // it never shares memory with an operand the GEMM still reads.
+    if (st.kernel_run() >= 0)
+      for (const Stage& s : plan.kernels[static_cast<size_t>(st.kernel_run())].stages)
+        if (s.dest_output < 0 && def[static_cast<size_t>(s.value)] < 0) def[static_cast<size_t>(s.value)] = static_cast<int64_t>(i);
     for (ValueId v : reads[i]) last[static_cast<size_t>(v)] = static_cast<int64_t>(i);
   }
 

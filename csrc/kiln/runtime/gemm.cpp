@@ -202,6 +202,7 @@ struct Split {
   int64_t per_task = 0, tasks = 0;
   std::atomic<int64_t> next{0};
   std::atomic<bool> failed{false};  // a rectangle could not be computed (AMX: see gemm_amx.h)
+  bool report_rows = false;         // call p->rows_done after each rectangle (it holds whole rows)
 };
 
 // Runs units [u0, u1) of the linearised batch x units space.
@@ -214,6 +215,12 @@ void run_units(Split<T>& s, int64_t u0, int64_t u1) {
     const bool ok = s.split_n ? Path::rect(p, bi, 0, p.m, lo * s.unit, std::min(p.n, hi * s.unit))
                               : Path::rect(p, bi, lo * s.unit, std::min(p.m, hi * s.unit), 0, p.n);
     if (!ok) s.failed.store(true, std::memory_order_relaxed);
+    // Those rows are final (an M split, or one thread doing whole rows): their epilogue runs now,
+    // on this thread, while they are in its cache.
+    if (ok && s.report_rows) {
+      const int64_t r0 = s.split_n ? 0 : lo * s.unit, r1 = s.split_n ? p.m : std::min(p.m, hi * s.unit);
+      p.rows_done(p.rows_ctx, bi * p.m + r0, bi * p.m + r1);
+    }
     u0 += hi - lo;
   }
 }
@@ -271,9 +278,10 @@ struct FmaPath {
   }
 };
 
-// Runs the whole problem on Path's kernels across the threads; false if a rectangle failed.
+// Runs the whole problem on Path's kernels across the threads; false if a rectangle failed. Reports
+// finished rows to p.rows_done when p.rows_inline and the split is along M (`rows_reported`).
 template <class Path, typename T>
-bool gemm_parallel(const Problem<T>& p) {
+bool gemm_parallel(const Problem<T>& p, bool* rows_reported = nullptr) {
   const int64_t m_tiles = ceil_div(p.m, Path::MR), n_tiles = ceil_div(p.n, Path::NR);
   // Which dimension threads split decides what each re-packs when they share a batch element: after
   // an M split every thread packs all of B (k x n), after an N split all of A (m x k) unless A is
@@ -288,6 +296,10 @@ bool gemm_parallel(const Problem<T>& p) {
   const double flops = 2.0 * p.batch * p.m * p.n * p.k;
   const int64_t by_work = static_cast<int64_t>(std::min(flops / kMinFlopsPerThread, 1e9));
   s.nthreads = std::max<int64_t>(1, std::min({nt, p.batch * s.units, by_work}));
+  // Rows go to the epilogue from here only when every thread of the pool takes part: a GEMM too
+  // small for more threads would otherwise leave its epilogue on fewer threads than it deserves.
+  s.report_rows = p.rows_inline && p.rows_done && (!split_n || s.nthreads == 1) && s.nthreads == nt;
+  if (rows_reported) *rows_reported = s.report_rows;
   if (s.nthreads == 1) {
     run_units<Path>(s, 0, p.batch * s.units);
     return !s.failed;
@@ -311,15 +323,21 @@ bool amx_takes(const Problem<T>& p) {
 
 // AMX where it takes the problem (falling back to the FMA kernels for inputs its split cannot hold);
 // otherwise row-major A read in place takes the row-panel kernel, every other A the interleaved one
-// (see RowKernel in gemm_kernels.h).
+// (see RowKernel in gemm_kernels.h). Returns whether rows were reported to p.rows_done.
 template <typename T>
-void gemm_parallel(const Problem<T>& p) {
-  if constexpr (std::is_same_v<T, float>)
-    if (amx_takes(p) && gemm_parallel<amx::Path>(p)) return;
+bool gemm_parallel(const Problem<T>& p) {
+  if constexpr (std::is_same_v<T, float>) {
+    // AMX rectangles may be redone on the FMA kernels, so their rows are reported only after.
+    Problem<T> q = p;
+    q.rows_inline = false;
+    if (amx_takes(q) && gemm_parallel<amx::Path>(q)) return false;
+  }
+  bool reported = false;
   if (p.a_cs == 1 && a_read_in_place<RowKernel<T>>(p))
-    gemm_parallel<FmaPath<RowKernel<T>>>(p);
+    gemm_parallel<FmaPath<RowKernel<T>>>(p, &reported);
   else
-    gemm_parallel<FmaPath<Kernel<T>>>(p);
+    gemm_parallel<FmaPath<Kernel<T>>>(p, &reported);
+  return reported;
 }
 
 // C = beta * C (k == 0: the product is empty).
@@ -332,13 +350,15 @@ void scale_c(const Problem<T>& p) {
     }
 }
 
+// Returns whether every row was reported to p.rows_done (see kiln_gemm_f32).
 template <typename T>
-void gemm(Problem<T> p) {
-  if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return;
+bool gemm(Problem<T> p) {
+  if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return false;
   if (p.k <= 0) {
     scale_c(p);
-    return;
+    return false;
   }
+  p.rows_inline = p.rows_done != nullptr;
   // A stride along a dimension of size 1 is never used: make it 1 so the unit-stride fast paths apply.
   if (p.n == 1) p.c_cs = 1, p.b_cs = p.b_rs == 1 ? p.b_cs : 1;
   if (p.m == 1) p.c_rs = p.c_cs == 1 ? p.c_rs : 1, p.a_rs = p.a_cs == 1 ? p.a_rs : 1;
@@ -351,6 +371,7 @@ void gemm(Problem<T> p) {
     std::swap(p.a_rs, p.b_cs);
     std::swap(p.a_cs, p.b_rs);
     std::swap(p.c_rs, p.c_cs);
+    p.rows_inline = false;  // its rows are the caller's columns
   }
   // A batch of A's stacked along rows against one shared B is one taller GEMM.
   if (p.batch > 1 && p.b_bs == 0 && p.a_bs == p.m * p.a_rs && p.c_bs == p.m * p.c_rs) {
@@ -361,15 +382,16 @@ void gemm(Problem<T> p) {
     // Every batch element accumulates into the same C: run them in order, each split across threads.
     Problem<T> one = p;
     one.batch = 1;
+    one.rows_inline = false;  // no row is final before the last batch element
     for (int64_t bi = 0; bi < p.batch; ++bi) {
       one.a = p.a + bi * p.a_bs;
       one.b = p.b + bi * p.b_bs;
       gemm_parallel(one);
       one.beta = T(1);
     }
-    return;
+    return false;
   }
-  gemm_parallel(p);
+  return gemm_parallel(p);
 }
 
 }  // namespace
@@ -379,18 +401,25 @@ extern "C" {
 
 int kiln_gemm_has_amx(void) { return kiln_rt::gemm::amx::available() ? 1 : 0; }
 
-void kiln_gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t a_bs,
-                   int64_t a_rs, int64_t a_cs, const float* b, int64_t b_bs, int64_t b_rs, int64_t b_cs,
-                   float beta, float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, int bf16_planes) {
-  kiln_rt::gemm::gemm<float>({batch, m, n, k, alpha, beta, a, a_bs, a_rs, a_cs, b, b_bs, b_rs, b_cs, c, c_bs,
-                              c_rs, c_cs, bf16_planes < 0 ? 0 : bf16_planes > 3 ? 3 : bf16_planes});
+int kiln_gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t a_bs,
+                  int64_t a_rs, int64_t a_cs, const float* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, float beta,
+                  float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, int bf16_planes, kiln_range_fn rows_done,
+                  void* rows_ctx) {
+  return kiln_rt::gemm::gemm<float>({batch, m, n, k, alpha, beta, a, a_bs, a_rs, a_cs, b, b_bs, b_rs, b_cs, c,
+                                     c_bs, c_rs, c_cs, bf16_planes < 0 ? 0 : bf16_planes > 3 ? 3 : bf16_planes,
+                                     rows_done, rows_ctx})
+             ? 1
+             : 0;
 }
 
-void kiln_gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
-                   int64_t a_bs, int64_t a_rs, int64_t a_cs, const double* b, int64_t b_bs, int64_t b_rs,
-                   int64_t b_cs, double beta, double* c, int64_t c_bs, int64_t c_rs, int64_t c_cs) {
-  kiln_rt::gemm::gemm<double>({batch, m, n, k, alpha, beta, a, a_bs, a_rs, a_cs, b, b_bs, b_rs, b_cs, c,
-                               c_bs, c_rs, c_cs, 0});
+int kiln_gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t a_bs,
+                  int64_t a_rs, int64_t a_cs, const double* b, int64_t b_bs, int64_t b_rs, int64_t b_cs,
+                  double beta, double* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done,
+                  void* rows_ctx) {
+  return kiln_rt::gemm::gemm<double>({batch, m, n, k, alpha, beta, a, a_bs, a_rs, a_cs, b, b_bs, b_rs, b_cs, c,
+                                      c_bs, c_rs, c_cs, 0, rows_done, rows_ctx})
+             ? 1
+             : 0;
 }
 
 }  // extern "C"

@@ -21,6 +21,10 @@ struct Problem {
   // float only: > 0 lets the product run on AMX with each float split into this many bfloat16
   // planes (see gemm_amx.h); 0 keeps it on the FMA kernels.
   int bf16_planes = 0;
+  // Row epilogue (kiln_gemm_f32): called per finished block of rows when rows_inline holds.
+  void (*rows_done)(void*, int64_t, int64_t) = nullptr;
+  void* rows_ctx = nullptr;
+  bool rows_inline = false;  // rows of this problem are the caller's rows (no transposed C, no shared C)
 };
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -33,17 +33,23 @@ void kiln_set_num_threads(int n);  // n <= 0 means "the hardware's core count"
 // "high" float32 matmul precision), 1 rounds operands to bfloat16 ("medium"), 3 keeps float
 // accuracy; 0 means float FMA kernels only ("highest"). Inputs the split cannot hold exactly
 // (inf, NaN, subnormals) fall back to the FMA kernels.
-void kiln_gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha,
-                   const float* a, int64_t a_bs, int64_t a_rs, int64_t a_cs,
-                   const float* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, float beta,
-                   float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, int bf16_planes);
+// rows_done (may be null) is an epilogue over rows of C, numbered b * m + i: the GEMM may call
+// rows_done(rows_ctx, r0, r1) from its worker threads as soon as rows [r0, r1) of C are final, while
+// it computes others, so the epilogue finds them in cache. Returns 1 when it did so for every row
+// (each exactly once), 0 when it never called it (the caller then runs the epilogue itself).
+int kiln_gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float* a, int64_t a_bs, int64_t a_rs, int64_t a_cs,
+                  const float* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, float beta,
+                  float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, int bf16_planes,
+                  kiln_range_fn rows_done, void* rows_ctx);
 // 1 when float GEMMs with bf16_planes > 0 can run on AMX here (the CPU has it, the kernel grants
 // it, KILN_GEMM_AMX is not 0); 0 when they run on the FMA kernels.
 int kiln_gemm_has_amx(void);
-void kiln_gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha,
-                   const double* a, int64_t a_bs, int64_t a_rs, int64_t a_cs,
-                   const double* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, double beta,
-                   double* c, int64_t c_bs, int64_t c_rs, int64_t c_cs);
+int kiln_gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha,
+                  const double* a, int64_t a_bs, int64_t a_rs, int64_t a_cs,
+                  const double* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, double beta,
+                  double* c, int64_t c_bs, int64_t c_rs, int64_t c_cs,
+                  kiln_range_fn rows_done, void* rows_ctx);
 // ---- scatter -------------------------------------------------------------------------------------
 // out[rows x d] (row stride out_rs, contiguous columns) = 0, then for i in [0, n):
 //   if idx[i] != padding_idx: out[idx[i], :] += src[i * src_rs : i * src_rs + d]
