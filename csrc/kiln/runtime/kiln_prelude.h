@@ -90,6 +90,16 @@ inline float exp(float x) {
 }
 inline double exp(double x) { return __builtin_exp(x); }
 
+// e^x where the caller knows it is a normal float (x in [-87, 88]): exp's reduction and polynomial
+// with 2^n as one exponent, no clamp (tanh's and erf's inner exp). Lanes outside give garbage the
+// caller selects away.
+inline float exp_normal(float x) {
+  float n = __builtin_nearbyintf(x * 1.44269504088896341f);
+  float r = __builtin_fmaf(n, -0.693145751953125f, x);
+  r = __builtin_fmaf(n, -1.428606765330187045e-06f, r);
+  return (expm1_kernel(r) + 1.0f) * bits_as_float((static_cast<int32_t>(n) + 127) << 23);
+}
+
 // expm1 = 2^n (1 + q) - 1 with q = expm1(r), computed as 2 (2^(n-1) q + (2^(n-1) - 1/2)): the
 // addend is exact wherever the -1 matters, and 2^(n-1) stays finite up to overflow; for |x| < ln2/2
 // it is q itself. Measured: at most 1 ulp over every float; -0, +-inf, NaN and overflow exact.
@@ -165,7 +175,7 @@ inline float tanh(float x) {
   float p = horner(z, -5.70498872745E-3f, 2.06390887954E-2f, -5.37397155531E-2f, 1.33314422036E-1f, -3.33332819422E-1f);
   float small = __builtin_fmaf(a * z, p, a);
   float ac = select(a > 9.5f, 9.5f, a);
-  float e = exp(ac + ac);
+  float e = exp_normal(ac + ac);
   float big = 1.0f - 2.0f / (e + 1.0f);
   return __builtin_copysignf(select(a < 0.625f, small, big), x);
 }
@@ -183,7 +193,8 @@ inline float erf(float x) {
   float small = __builtin_fmaf(a, p, a);
   float q = horner(a, 1.947348792e-04f, -3.031591885e-03f, 2.218134701e-02f, -1.038388088e-01f, -6.372858286e-01f,
                    -1.127615452e+00f, -2.099051344e-04f);
-  float big = select(a >= 3.9192059f, 1.0f, 1.0f - exp(q));
+  // Below 3.9192059, q >= -17: e^q is normal (beyond, and for NaN, the lane is selected away).
+  float big = select(a >= 3.9192059f, 1.0f, 1.0f - exp_normal(q));
   return __builtin_copysignf(select(a < 0.921875f, small, big), x);
 }
 inline double erf(double x) { return __builtin_erf(x); }
