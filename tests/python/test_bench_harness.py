@@ -57,6 +57,16 @@ def test_tiny_attention_cell_eager_only(tmp_path):
     assert float(csv_rows[0]["bwd_median_ms"]) == pytest.approx(row["bwd_median_ms"], rel=1e-4)
 
 
+def test_matmul_precision_applies_to_the_run_and_is_restored(tmp_path):
+    saved = torch.get_float32_matmul_precision()
+    out = tmp_path / "bench"
+    rows = run(["--tiny", "--contenders", "eager,kiln", "--matmul-precision", "medium", "--out", str(out),
+                "--no-progress", "--no-plots", "--memory", "none"])
+    assert torch.get_float32_matmul_precision() == saved
+    assert rows and not any(r["error"] for r in rows), rows
+    assert "**float32 matmul precision:** medium" in (out / "results.md").read_text()
+
+
 def test_failing_contender_is_reported_in_its_cell(tmp_path, monkeypatch):
     from kiln.bench import contenders
 

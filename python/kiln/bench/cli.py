@@ -25,8 +25,9 @@ def run(argv=None) -> list[dict]:
             os.remove(stale)
     # A crash in native code (a contender's kernel) should at least say where it happened.
     faulthandler.enable()
-    saved_threads = torch.get_num_threads()
+    saved_threads, saved_precision = torch.get_num_threads(), torch.get_float32_matmul_precision()
     torch.set_num_threads(settings.threads)
+    torch.set_float32_matmul_precision(settings.matmul_precision)
     t_start = time.perf_counter()
     settings.load_start = _load()
     settings.probe_start = parallel_region_probe_ms()
@@ -35,6 +36,7 @@ def run(argv=None) -> list[dict]:
             rows, warmups = _run_suites(settings)
     finally:
         torch.set_num_threads(saved_threads)
+        torch.set_float32_matmul_precision(saved_precision)
     wall = time.perf_counter() - t_start
     _write(settings, rows, warmups, cache_note, wall)
     return rows
@@ -90,6 +92,7 @@ def _header(settings, rows, warmups, cache_note, wall) -> list[str]:
         f"**Device:** CPU — {cpu_name()}, {cpu_count()} cores",
         f"**PyTorch Version:** {torch.__version__}",
         f"**Threads:** {s.threads} (torch.set_num_threads, the same for every contender)",
+        f"**float32 matmul precision:** {s.matmul_precision} (torch.set_float32_matmul_precision, every contender)",
         f"**Preset:** {s.preset}; suites: {', '.join(s.suites)}",
         f"**Contenders:** {', '.join(c.name for c in s.contenders)}",
         "",

@@ -42,7 +42,8 @@ def run(settings, progress) -> list[dict]:
         with tempfile.TemporaryDirectory(prefix="kiln-bench-compile-") as cache:
             for state in ("cold",) if name == "null" else ("cold", "warm"):
                 with progress.task(f"compile time {name} {state}"):
-                    res = _spawn({"contender": name, "size": size, "threads": settings.threads}, cache)
+                    res = _spawn({"contender": name, "size": size, "threads": settings.threads,
+                                  "matmul_precision": settings.matmul_precision}, cache)
                 row = {"suite": "micro", "bench": "compile", "contender": name, "cache": state, "size": size,
                        "error": res.pop("error", "")}
                 row.update(res)
@@ -83,6 +84,7 @@ def _child(spec: dict) -> dict:
     from .micro import null_contender
 
     torch.set_num_threads(spec["threads"])
+    torch.set_float32_matmul_precision(spec.get("matmul_precision", "highest"))
     model, tokens = make_model(spec["size"]), make_tokens(spec["size"])
     name = spec["contender"]
     contender = null_contender() if name == "null" else parse_contenders(name, with_autotune=False, modes=False)[-1]

@@ -56,7 +56,10 @@ def reset_high_water() -> bool:
 
 def measure_in_subprocess(spec: dict, env: dict | None = None) -> dict:
     """Run `spec` (a workload description) in a fresh interpreter; returns {"peak_mb": ...} or {"error": ...}."""
-    cmd = [sys.executable, "-m", "kiln.bench.memory", json.dumps(dict(spec, warmup=REPEATS))]
+    import torch
+
+    spec = dict(spec, warmup=REPEATS, matmul_precision=torch.get_float32_matmul_precision())
+    cmd = [sys.executable, "-m", "kiln.bench.memory", json.dumps(spec)]
     child_env = dict(os.environ if env is None else env)
     # The child must import kiln.bench the same way we did.
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in [_package_root(), child_env.get("PYTHONPATH")] if p)
@@ -82,6 +85,7 @@ def _child(spec: dict) -> dict:
     from .contenders import parse_contenders, warm_up_process
 
     torch.set_num_threads(spec["threads"])
+    torch.set_float32_matmul_precision(spec.get("matmul_precision", "highest"))
     contender = parse_contenders(spec["contender"], with_autotune=False, modes=False)[-1]
     # The same one-time process warm-up the timing process pays before its first cell (imports of
     # Dynamo, AOTAutograd and the backend, toolchain probing): module code is not the cell's memory.

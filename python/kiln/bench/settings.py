@@ -20,6 +20,7 @@ class Settings:
     contenders: list[Contender]
     threads: int
     out: str
+    matmul_precision: str = "highest"  # torch.set_float32_matmul_precision, for every contender
     # §1 attention grid and its SDPA row
     attn_batch: int = 4
     attn_seqs: list[int] = field(default_factory=lambda: [256, 1024])
@@ -87,6 +88,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--with-autotune", action="store_true", help="add inductor with mode=max-autotune")
     p.add_argument("--modes", action="store_true", help="add kiln's other modes (reduce-overhead, max-autotune)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for every contender")
+    p.add_argument("--matmul-precision", choices=("highest", "high", "medium"), default="highest",
+                   help="torch.set_float32_matmul_precision for every contender (default highest)")
     p.add_argument("--out", default="bench_out", help="output directory (default bench_out/)")
     p.add_argument("--size", default=None, help="TransformerLM sizes, comma list of seed, small")
     p.add_argument("--batch", type=int, default=None, help="attention batch B")
@@ -113,7 +116,8 @@ def from_args(argv) -> Settings:
     contenders = parse_contenders(a.contenders or default_contender_spec(),
                                   with_autotune=a.with_autotune, modes=a.modes)
     s = Settings(preset=preset, suites=["attention", "transformer"], contenders=contenders,
-                 threads=threads, out=a.out, cache=a.cache, plots=not a.no_plots, progress=not a.no_progress)
+                 threads=threads, out=a.out, matmul_precision=a.matmul_precision, cache=a.cache,
+                 plots=not a.no_plots, progress=not a.no_progress)
     if preset == "full":
         s.suites = list(SUITES)
         s.attn_batch = s.sdpa_batch = 6
