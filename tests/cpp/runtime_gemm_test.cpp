@@ -256,16 +256,19 @@ TEST(RuntimeGemm, ResultIndependentOfThreadCount) {
   }
 }
 
-TEST(RuntimeGemm, NanAndInfPropagate) {
-  const int64_t m = 5, n = 40, k = 9;
+// A NaN in row 2 of A makes row 2 of C NaN; an inf in column 33 of B makes column 33 inf elsewhere.
+void check_nan_and_inf_propagate(int64_t m, int64_t n, int64_t k, int planes) {
   std::vector<float> a(m * k, 1.f), b(k * n, 1.f), c(m * n);
   a[2 * k + 3] = std::numeric_limits<float>::quiet_NaN();
   b[4 * n + 33] = std::numeric_limits<float>::infinity();
-  kiln_gemm_f32(1, m, n, k, 1.f, a.data(), 0, k, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, 0, nullptr, nullptr);
+  kiln_gemm_f32(1, m, n, k, 1.f, a.data(), 0, k, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, planes, nullptr,
+                nullptr);
   for (int64_t j = 0; j < n; ++j) EXPECT_TRUE(std::isnan(c[2 * n + j])) << j;
   EXPECT_TRUE(std::isinf(c[0 * n + 33]));
   EXPECT_EQ(c[0 * n + 0], float(k));
 }
+
+TEST(RuntimeGemm, NanAndInfPropagate) { check_nan_and_inf_propagate(5, 40, 9, 0); }
 
 // ---- AMX: float products through bfloat16 planes (kiln_gemm_f32's bf16_planes) ------------------
 // Without AMX (another CPU, KILN_GEMM_AMX=0) the same calls run the FMA kernels and still pass,
@@ -308,13 +311,8 @@ TEST(RuntimeGemmAmx, EachPlaneCountKeepsItsBits) {
 // Values the split cannot hold exactly send the whole product to the FMA kernels: IEEE results.
 TEST(RuntimeGemmAmx, NonFiniteAndSubnormalInputsKeepFloatSemantics) {
   const int64_t n = 128;
-  std::vector<float> a(n * n, 1.f), b(n * n, 1.f), c(n * n);
-  a[2 * n + 3] = std::numeric_limits<float>::quiet_NaN();
-  b[4 * n + 33] = std::numeric_limits<float>::infinity();
-  kiln_gemm_f32(1, n, n, n, 1.f, a.data(), 0, n, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, 3, nullptr, nullptr);
-  for (int64_t j = 0; j < n; ++j) EXPECT_TRUE(std::isnan(c[2 * n + j])) << j;
-  EXPECT_TRUE(std::isinf(c[0 * n + 33]));
-  EXPECT_EQ(c[0], float(n));
+  check_nan_and_inf_propagate(n, n, n, 3);
+  std::vector<float> a(n * n), b(n * n), c(n * n);
   // Subnormal A (AMX would read it as zero), and large B: the products are normal floats.
   std::fill(a.begin(), a.end(), 1e-39f);
   std::fill(b.begin(), b.end(), 1e10f);
