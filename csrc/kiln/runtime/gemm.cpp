@@ -36,7 +36,6 @@ constexpr double kMinFlopsPerThread = 1 << 19;
 // configuring tiles costs more than AMX saves.
 constexpr double kMinAmxFlops = 1 << 20;
 
-
 // Cache blocking for kernel K: the A sliver (MR x KC) takes ~18 KiB of L1, the packed B block
 // (KC x NC) ~1 MiB of L2, the packed A block (MC x KC) ~3 MiB of L3.
 template <class K, typename T>
