@@ -45,9 +45,19 @@ struct Blocking {
   static constexpr int64_t MC = std::max<int64_t>(K::MR, (3 * 1024 * 1024 / (KC * sizeof(T))) / K::MR * K::MR);
 };
 
+// What a thread's packed B buffer holds, so that its next task in the same call skips packing the
+// same block again (with an M split every task needs all of B).
+struct PackedB {
+  uint64_t call = 0;  // 0: nothing valid
+  const void* src = nullptr;
+  int64_t rs = 0, cs = 0, lanes = 0, kc = 0, width = 0;
+  bool operator==(const PackedB&) const = default;
+};
+
 template <typename T>
 struct ThreadBuffers {
   PackBuffer<T> a, b;
+  PackedB b_holds;
 };
 
 template <typename T>
@@ -131,7 +141,9 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
       a_in_place ? round_up(M, MR) : round_up(ceil_div(M, ceil_div(M, Blk::MC)), MR);
   ThreadBuffers<T>& bufs = thread_buffers<T>();
   T* Ap = bufs.a.get((a_in_place ? 1 : ceil_div(std::min(mc_blk, M), MR)) * a_sliver);
+  const size_t b_capacity = bufs.b.capacity();
   T* Bp = bufs.b.get(std::min(nc_blk, round_up(N, NR)) * kc_blk);
+  if (bufs.b.capacity() != b_capacity) bufs.b_holds = PackedB{};  // a new buffer holds nothing
   if (!Ap || !Bp) {
     // The ABI has no status to return, and a silently wrong product is worse than stopping.
     std::fputs("kiln runtime: out of memory for GEMM packing buffers\n", stderr);
@@ -163,7 +175,12 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
       const T beta = pc == 0 ? p.beta : T(1);  // later k blocks accumulate onto the first
       for (int64_t jc = n0; jc < n1; jc += nc_blk) {
         const int64_t nc = std::min(nc_blk, n1 - jc);
-        pack_panel<T, NR>(B + pc * p.b_rs + jc * p.b_cs, p.b_cs, p.b_rs, nc, kc, Bp);
+        const T* b_src = B + pc * p.b_rs + jc * p.b_cs;
+        const PackedB wanted{p.call, b_src, p.b_rs, p.b_cs, nc, kc, NR};
+        if (!(p.call != 0 && bufs.b_holds == wanted)) {
+          pack_panel<T, NR>(b_src, p.b_cs, p.b_rs, nc, kc, Bp);
+          bufs.b_holds = wanted;
+        }
         for (int64_t ir = 0; ir < mc; ir += MR) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
           const bool in_place = a_in_place && mr == MR;
@@ -358,6 +375,8 @@ bool gemm(Problem<T> p) {
     return false;
   }
   p.rows_inline = p.rows_done != nullptr;
+  static std::atomic<uint64_t> calls{0};
+  p.call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
   // A stride along a dimension of size 1 is never used: make it 1 so the unit-stride fast paths apply.
   if (p.n == 1) p.c_cs = 1, p.b_cs = p.b_rs == 1 ? p.b_cs : 1;
   if (p.m == 1) p.c_rs = p.c_cs == 1 ? p.c_rs : 1, p.a_rs = p.a_cs == 1 ? p.a_rs : 1;

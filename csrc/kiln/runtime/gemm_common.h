@@ -25,6 +25,7 @@ struct Problem {
   void (*rows_done)(void*, int64_t, int64_t) = nullptr;
   void* rows_ctx = nullptr;
   bool rows_inline = false;  // rows of this problem are the caller's rows (no transposed C, no shared C)
+  uint64_t call = 0;         // which kiln_gemm call this is: operands do not change within one
 };
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -35,6 +36,7 @@ template <typename T>
 class PackBuffer {
  public:
   ~PackBuffer() { std::free(p_); }
+  size_t capacity() const { return cap_; }
   T* get(int64_t elems) {
     const size_t bytes = static_cast<size_t>(round_up(elems * static_cast<int64_t>(sizeof(T)), 4096));
     if (bytes > cap_) {
