@@ -7,8 +7,10 @@
 //      for jr (NR cols)          ... while B slivers stream from L2 through the micro-kernel
 // (an outer loop over MC rows bounds the packed A block when A has to be packed). Threads never share
 // packed data: each runs whole rectangles (tasks), so a big single GEMM and a big batch of small ones
-// both keep every core busy with no barrier inside a call. Threads split only M or N, never k, so
-// results do not depend on the thread count or on which thread ran what.
+// both keep every core busy with no barrier inside a call; a thread's next task in the same call
+// reuses the B block it already packed. Threads split only M or N, never k, so results do not depend
+// on the thread count or on which thread ran what. Float GEMMs may run on AMX instead (gemm_amx.h),
+// and a row epilogue (rows_done) runs on each thread's finished rows.
 #include "kiln/runtime/kiln_runtime.h"
 
 #include <algorithm>
