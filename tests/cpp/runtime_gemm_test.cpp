@@ -223,7 +223,8 @@ TEST(RuntimeGemm, SharedOutputAccumulatesOverBatch) {
   std::vector<float> a(batch * m * k), b(batch * k * n), c(m * n, 2.f);
   for (size_t i = 0; i < a.size(); ++i) a[i] = float(i % 7) - 3;
   for (size_t i = 0; i < b.size(); ++i) b[i] = float(i % 5) - 2;
-  kiln_gemm_f32(batch, m, n, k, 1.f, a.data(), m * k, k, 1, b.data(), k * n, n, 1, 0.5f, c.data(), 0, n, 1, 0, nullptr, nullptr);
+  kiln_gemm_f32(batch, m, n, k, 1.f, a.data(), m * k, k, 1, b.data(), k * n, n, 1, 0.5f, c.data(), 0, n, 1, 0,
+                nullptr, nullptr);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
       double s = 1.0;  // 0.5 * 2
@@ -303,7 +304,8 @@ TEST(RuntimeGemmAmx, EachPlaneCountKeepsItsBits) {
   std::vector<float> a(n * n, 1.0f + 0x1p-10f), b(n * n, 1.0f + 0x1p-10f), c(n * n);
   const float want[] = {128.0f, 128.25f, 128.2501220703125f};  // 1 plane, 2 planes, 3 planes
   for (int planes : {1, 2, 3}) {
-    kiln_gemm_f32(1, n, n, n, 1.f, a.data(), 0, n, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, planes, nullptr, nullptr);
+    kiln_gemm_f32(1, n, n, n, 1.f, a.data(), 0, n, 1, b.data(), 0, n, 1, 0.f, c.data(), 0, n, 1, planes, nullptr,
+                  nullptr);
     for (float x : c) ASSERT_EQ(x, want[planes - 1]) << planes << " planes";
   }
 }

@@ -346,8 +346,9 @@ struct Gen {
   std::string launch(const Kernel& k) {
     SymExpr total = product(k.outer);
     SymExpr work = inner_work(k);
-    std::string grain = work.is_const() ? std::to_string(std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work.const_value())))
-                                        : str_cat("kiln_rt::max_i64(1, 32768 / kiln_rt::max_i64(1, ", idx(work), "))");
+    std::string grain = work.is_const()
+                            ? std::to_string(std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work.const_value())))
+                            : str_cat("kiln_rt::max_i64(1, 32768 / kiln_rt::max_i64(1, ", idx(work), "))");
     return str_cat("kiln_parallel_for(0, ", idx(total), ", ", grain, ", ", k.name, ", &F);");
   }
 
@@ -378,7 +379,8 @@ struct Gen {
       const std::string planes =
           t == DType::F32 ? str_cat(", ", n.has_attr("bf16_planes") ? n.attr_int("bf16_planes") : 0) : "";
       lines.push_back(str_cat("      ", result_ptr, ", ", bstride(rs.strides), ", ", idx(rs.strides[o]), ", ",
-                              idx(rs.strides[o + 1]), planes, ep ? str_cat(", ", ep->name, ", &F))") : ", nullptr, nullptr);"));
+                              idx(rs.strides[o + 1]), planes,
+                              ep ? str_cat(", ", ep->name, ", &F))") : ", nullptr, nullptr);"));
       if (ep) lines.push_back(str_cat("    ", launch(*ep)));
       return;
     }

@@ -78,7 +78,9 @@ class Graph {
   ValueId add_node(Op op, std::vector<ValueId> inputs, Attrs attrs, TensorType type, std::string origin = "");
   void add_output(ValueId v, std::vector<SymExpr> strides);
   // Sets one attribute of node i (a setting that does not change its type, such as a precision).
-  void set_attr(int32_t i, const std::string& key, Attr value) { nodes_.at(static_cast<size_t>(i)).attrs[key] = std::move(value); }
+  void set_attr(int32_t i, const std::string& key, Attr value) {
+    nodes_.at(static_cast<size_t>(i)).attrs[key] = std::move(value);
+  }
 
   const ValueInfo& value(ValueId v) const;
   const TensorType& type(ValueId v) const { return value(v).type; }

@@ -103,7 +103,8 @@ void plan_memory(const Graph& g, KernelPlan& plan) {
     // it never shares memory with an operand the GEMM still reads.
     if (st.kernel_run() >= 0)
       for (const Stage& s : plan.kernels[static_cast<size_t>(st.kernel_run())].stages)
-        if (s.dest_output < 0 && def[static_cast<size_t>(s.value)] < 0) def[static_cast<size_t>(s.value)] = static_cast<int64_t>(i);
+        if (s.dest_output < 0 && def[static_cast<size_t>(s.value)] < 0)
+          def[static_cast<size_t>(s.value)] = static_cast<int64_t>(i);
     for (ValueId v : reads[i]) last[static_cast<size_t>(v)] = static_cast<int64_t>(i);
   }
 

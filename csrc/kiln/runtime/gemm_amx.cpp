@@ -98,6 +98,17 @@ __attribute__((always_inline)) inline void split(__m512 v, __m512i q[P], __mmask
   }
 }
 
+// From a staged 32 (k) x 32 float block (k-major), the 16 words of k-pair r for lanes 16h..16h+15:
+// per plane, the bfloat16 of k = 2r in the low half and of k = 2r + 1 in the high half.
+template <int P>
+__attribute__((always_inline)) inline void pair_words(const float* stage, int r, int h, __m512i w[P],
+                                                      __mmask16& bad) {
+  __m512i qe[P], qo[P];
+  split<P>(_mm512_load_ps(stage + (2 * r) * 32 + 16 * h), qe, bad);
+  split<P>(_mm512_load_ps(stage + (2 * r + 1) * 32 + 16 * h), qo, bad);
+  for (int pl = 0; pl < P; ++pl) w[pl] = _mm512_or_si512(qe[pl], _mm512_slli_epi32(qo[pl], 16));
+}
+
 // The A sliver: rows [0, rows) of A (row stride rs, column stride cs) over kc steps of k, zero-padded
 // to 32 rows and whole k-steps.
 template <int P>
@@ -136,11 +147,9 @@ void pack_a(const float* a, int64_t rs, int64_t cs, int rows, int64_t kc, uint16
     std::memset(stage + kn * 32, 0, sizeof(float) * 32 * (32 - kn));
     for (int h = 0; h < 2; ++h) {
       for (int r = 0; r < 16; ++r) {
-        __m512i qe[P], qo[P];
-        split<P>(_mm512_load_ps(stage + (2 * r) * 32 + 16 * h), qe, bad);
-        split<P>(_mm512_load_ps(stage + (2 * r + 1) * 32 + 16 * h), qo, bad);
-        for (int pl = 0; pl < P; ++pl)
-          _mm512_store_si512(words[pl][r], _mm512_or_si512(qe[pl], _mm512_slli_epi32(qo[pl], 16)));
+        __m512i w[P];
+        pair_words<P>(stage, r, h, w, bad);
+        for (int pl = 0; pl < P; ++pl) _mm512_store_si512(words[pl][r], w[pl]);
       }
       for (int pl = 0; pl < P; ++pl) {
         __m512 t[16];
@@ -166,12 +175,9 @@ void pack_b(const float* b, int64_t rs, int64_t cs, int cols, int64_t kc, uint16
     std::memset(stage + kn * 32, 0, sizeof(float) * 32 * (32 - kn));
     for (int h = 0; h < 2; ++h)
       for (int r = 0; r < 16; ++r) {
-        __m512i qe[P], qo[P];
-        split<P>(_mm512_load_ps(stage + (2 * r) * 32 + 16 * h), qe, bad);
-        split<P>(_mm512_load_ps(stage + (2 * r + 1) * 32 + 16 * h), qo, bad);
-        for (int pl = 0; pl < P; ++pl)
-          _mm512_store_si512(dst + ((ks * P + pl) * 2 + h) * kTile + r * 32,
-                             _mm512_or_si512(qe[pl], _mm512_slli_epi32(qo[pl], 16)));
+        __m512i w[P];
+        pair_words<P>(stage, r, h, w, bad);
+        for (int pl = 0; pl < P; ++pl) _mm512_store_si512(dst + ((ks * P + pl) * 2 + h) * kTile + r * 32, w[pl]);
       }
   }
 }
