@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 
 #include "kiln/codegen/expr_emitter.h"
 #include "kiln/loops/extern_parts.h"
@@ -23,6 +24,7 @@ struct Gen {
   const KernelPlan& plan;
   std::vector<std::string> out;
   int temps = 0;
+  int64_t lanes = 0;  // the kernel being generated: Kernel::lanes
 
   std::string idx(const SymExpr& e) const { return c_index(e, g.symbols); }
 
@@ -101,12 +103,62 @@ struct Gen {
     return c;
   }
 
+  // Lane kernels (Kernel::lanes): the innermost loop runs the block's outer indices, ob + l.
+  void lanes_open(ExprEmitter& e, const std::string& count = "on") {
+    e.line("#pragma GCC ivdep");
+    e.open(str_cat("for (int64_t l = 0; l < ", count, "; ++l) {"));
+    e.line("const int64_t o0 = ob + l;");
+  }
+
   void map_stage(ExprEmitter& e, const Stage& s) {
     loops_open(e, s, s.domain);
+    if (lanes > 0) lanes_open(e);
     auto coords = domain_coords(s);
     std::string v = s.dest_output >= 0 ? e.value(s.value, coords) : e.node_value(*g.producer(s.value), coords);
     e.line(str_cat(dest(s, coords, e), " = ", v, ";"));
+    if (lanes > 0) e.close();
     for (size_t k = 0; k < s.inner_dims.size(); ++k) e.close();
+  }
+
+  // A reduction in a lane kernel: one accumulator per lane, each adding its own elements in loop
+  // order. Float sums add in three levels, partial sums of kLanePart elements into middle sums of
+  // kLaneMid partials into the total, counted across all reduced loops, so a long column (or many
+  // short inner loops) keeps an error like a blocked pairwise sum rather than a running sum's.
+  void reduce_lanes(ExprEmitter& e, const Stage& s, bool blocked, const std::string& step,
+                    const std::function<std::string()>& element) {
+    constexpr int64_t kLanePart = 256, kLaneMid = 64;
+    auto lane_step = [&](const std::string& lane) {
+      return str_cat("{ const acc_t x = ", element(), "; ", lane, " = ",
+                     step.substr(0, step.find("acc")) + lane + step.substr(step.find("acc") + 3), "; }");
+    };
+    const std::string init_all = str_cat("for (int l = 0; l < ", lanes, "; ++l) ");
+    e.line(str_cat("acc_t acc[", lanes, "];"));
+    e.line(init_all + "acc[l] = acc_init;");
+    if (blocked) {
+      e.line(str_cat("acc_t mid[", lanes, "], part[", lanes, "];"));
+      e.line(init_all + "mid[l] = part[l] = acc_init;");
+      e.line("int64_t n_part = 0, n_mid = 0;");
+    }
+    for (size_t k = 0; k < s.inner_dims.size(); ++k) {
+      const std::string iv = "i" + std::to_string(k);
+      const std::string len = idx(s.domain[static_cast<size_t>(s.inner_dims[k])]);
+      e.open(str_cat("for (int64_t ", iv, " = 0; ", iv, " < ", len, "; ++", iv, ") {"));
+    }
+    lanes_open(e);
+    e.line(lane_step(blocked ? "part[l]" : "acc[l]"));
+    e.close();
+    if (blocked) {
+      e.open(str_cat("if (++n_part == ", kLanePart, ") {"));
+      e.line("n_part = 0;");
+      e.line("for (int64_t l = 0; l < on; ++l) mid[l] = mid[l] + part[l], part[l] = acc_init;");
+      e.open(str_cat("if (++n_mid == ", kLaneMid, ") {"));
+      e.line("n_mid = 0;");
+      e.line("for (int64_t l = 0; l < on; ++l) acc[l] = acc[l] + mid[l], mid[l] = acc_init;");
+      e.close();
+      e.close();
+    }
+    for (size_t k = 0; k < s.inner_dims.size(); ++k) e.close();
+    if (blocked) e.line("for (int64_t l = 0; l < on; ++l) acc[l] = acc[l] + (mid[l] + part[l]);");
   }
 
   void reduce_stage(ExprEmitter& e, const Stage& s) {
@@ -127,13 +179,16 @@ struct Gen {
     e.open("{");
     e.line(str_cat("using acc_t = ", acc_t, ";"));
     e.line(str_cat("const acc_t acc_init = static_cast<acc_t>(", init, ");"));
-    e.line("acc_t acc = acc_init;");
+    if (lanes == 0) e.line("acc_t acc = acc_init;");
     auto coords = domain_coords(s);
     auto element = [&]() {
       std::string x = e.value(n.inputs[0], coords);
       return rt == in_t || arg ? x : str_cat("static_cast<acc_t>(", x, ")");
     };
-    if (arg || s.inner_dims.empty()) {
+    if (lanes > 0) {
+      KILN_CHECK(!arg, "lane kernels take no arg reductions");
+      reduce_lanes(e, s, n.op == Op::sum && is_floating(rt), step, element);
+    } else if (arg || s.inner_dims.empty()) {
       // argmax/argmin keep the first position of the best value: a plain sequential loop.
       if (arg) e.line("int64_t best = 0;");
       loops_open(e, s, s.domain);
@@ -212,7 +267,13 @@ struct Gen {
       else if (keep)
         rc.push_back(SymExpr(0));
     }
-    e.line(str_cat(dest(s, rc, e), " = ", arg ? "best" : "acc", ";"));
+    if (lanes > 0) {
+      lanes_open(e);
+      e.line(str_cat(dest(s, rc, e), " = acc[l];"));
+      e.close();
+    } else {
+      e.line(str_cat(dest(s, rc, e), " = ", arg ? "best" : "acc", ";"));
+    }
     e.close();
   }
 
@@ -226,16 +287,24 @@ struct Gen {
       const Storage& s = plan.storage[v];
       if (s.kind != Storage::Kind::Local || s.kernel != kernel_index) continue;
       std::string T(dtype_c_type(g.type(static_cast<ValueId>(v)).dtype));
-      if (s.offset.is_const() && s.offset.const_value() <= 4096) {
-        e.line(str_cat("alignas(64) ", T, " v", v, "[", s.offset.const_value(), "];"));
+      const SymExpr rows = s.offset * SymExpr(std::max<int64_t>(1, k.lanes));  // a row per lane
+      if (rows.is_const() && rows.const_value() <= 4096) {
+        e.line(str_cat("alignas(64) ", T, " v", v, "[", rows.const_value(), "];"));
       } else {
-        e.line(str_cat("kiln_rt::Row<", T, "> v", v, "_row(", idx(s.offset), ");"));
+        e.line(str_cat("kiln_rt::Row<", T, "> v", v, "_row(", idx(rows), ");"));
         e.line(str_cat(T, "* __restrict__ v", v, " = v", v, "_row.data;"));
       }
     }
-    e.open("for (int64_t o = begin; o < end; ++o) {");
+    lanes = k.lanes;
+    e.set_local_lane(lanes > 0 ? "l" : "");
+    if (lanes > 0) {
+      e.open(str_cat("for (int64_t ob = begin; ob < end; ob += ", lanes, ") {"));
+      e.line(str_cat("const int64_t on = kiln_rt::min_i64(", lanes, ", end - ob);"));
+    } else {
+      e.open("for (int64_t o = begin; o < end; ++o) {");
+    }
     SymExpr inner(1);
-    for (size_t d = k.outer.size(); d-- > 0;) {
+    for (size_t d = k.outer.size(); lanes == 0 && d-- > 0;) {
       std::string q = inner.is_const(1) ? "o" : str_cat("(o / (", idx(inner), "))");
       std::string v = d == 0 ? q : str_cat(q, " % (", idx(k.outer[d]), ")");
       e.line(str_cat("const int64_t o", d, " = ", v, ";"));

@@ -51,6 +51,7 @@ std::string ExprEmitter::element(ValueId v, const std::vector<SymExpr>& coords) 
   const Storage& s = plan_.storage[static_cast<size_t>(v)];
   SymExpr off(0);
   for (size_t d = 0; d < coords.size(); ++d) off = off + coords[d] * s.strides[d];
+  if (s.kind == Storage::Kind::Local && !local_lane_.empty()) off = off + s.offset * SymExpr::symbol(local_lane_);
   return idx(off);
 }
 

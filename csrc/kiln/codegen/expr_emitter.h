@@ -39,6 +39,8 @@ class ExprEmitter {
     line(s);
   }
   std::string temp() { return "t" + std::to_string(temps_++); }
+  // Lane kernels (Kernel::lanes): each lane has its own row of every local value, at `lane` rows.
+  void set_local_lane(const std::string& lane) { local_lane_ = lane; }
   std::string idx(const SymExpr& e) const { return c_index(e, g_.symbols); }
 
  private:
@@ -50,6 +52,7 @@ class ExprEmitter {
   int indent_;
   int& temps_;
   std::vector<std::map<std::string, std::string>> scopes_;
+  std::string local_lane_;
 };
 
 }  // namespace kiln

@@ -242,6 +242,7 @@ KernelPlan plan_kernels(const Graph& g, const std::vector<bool>& alias_ok) {
   if (plan_extern_parts(g, plan)) group_into_kernels(g, plan);
   plan_gemm_epilogues(g, plan);
   plan_memory(g, plan);
+  plan_column_kernels(g, plan);
   return plan;
 }
 
@@ -265,7 +266,7 @@ std::string describe_plan(const Graph& g, const KernelPlan& plan) {
       s += " rows then ";
     }
     const Kernel& k = plan.kernels[static_cast<size_t>(st.kernel_run())];
-    s += str_cat(k.name, " outer=", to_string(k.outer), ":");
+    s += str_cat(k.name, " outer=", to_string(k.outer), k.lanes > 0 ? str_cat(" lanes=", k.lanes) : "", ":");
     for (const Stage& stg : k.stages) {
       if (stg.dest_output >= 0)
         s += str_cat(" copy(%", stg.value, "->out", stg.dest_output, ")");

@@ -43,6 +43,8 @@ struct Kernel {
   std::string name;
   std::vector<SymExpr> outer;  // outer loop sizes, flattened and split across threads
   std::vector<Stage> stages;
+  // > 0: blocks of this many outer indices run together, the lane loop innermost (column_kernels.cpp).
+  int64_t lanes = 0;
 };
 
 struct Step {

@@ -29,6 +29,9 @@ void plan_in_place(const Graph& g, const std::vector<std::pair<int32_t, int32_t>
 // result (Step::epilogue): it then runs per finished block of rows, on the GEMM's threads.
 void plan_gemm_epilogues(const Graph& g, KernelPlan& plan);
 
+// Marks kernels whose reductions walk columns to run blocks of outer indices in lanes (Kernel::lanes).
+void plan_column_kernels(const Graph& g, KernelPlan& plan);
+
 // Assigns arena offsets with reuse by liveness (static sizes) or bump allocation (symbolic sizes).
 void plan_memory(const Graph& g, KernelPlan& plan);
 
