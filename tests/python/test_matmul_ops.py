@@ -182,3 +182,17 @@ def test_row_epilogues_after_gemms(tmp_path):
     run_compiled(f, *args, grad=True, rtol=1e-4, atol=1e-4, options={"debug_dir": str(tmp_path)})
     plans = "".join(p.read_text() for p in tmp_path.rglob("90-kernels.txt"))
     assert "rows then" in plans, plans
+
+
+def test_gemm_writes_a_view_output_in_place(tmp_path):
+    """An output that is a reshape of a whole matmul result (an lm_head's logits) is written by the
+    GEMM straight into the output buffer; kernels that read the result afterwards read it there."""
+    def f(x, w):
+        logits = (x.reshape(-1, x.shape[-1]) @ w.t()).reshape(x.shape[0], x.shape[1], -1)
+        return logits, logits.softmax(-1).amax(-1)
+
+    gen = torch.Generator().manual_seed(6)
+    x, w = torch.randn(3, 7, 16, generator=gen).requires_grad_(), torch.randn(40, 16, generator=gen).requires_grad_()
+    run_compiled(f, x, w, grad=True, rtol=1e-5, atol=1e-5, options={"debug_dir": str(tmp_path)})
+    plans = "".join(p.read_text() for p in tmp_path.rglob("90-kernels.txt"))
+    assert "extern matmul -> %" in plans and "(out0)" in plans, plans

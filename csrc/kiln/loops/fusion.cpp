@@ -226,7 +226,7 @@ void group_into_kernels(const Graph& g, KernelPlan& plan) {
   }
   // Outputs whose value already lives elsewhere (an input, or another output) get a copy.
   for (size_t j = 0; j < g.outputs().size(); ++j) {
-    if (plan.output_alias[j]) continue;
+    if (plan.output_alias[j] || plan.output_through[j] >= 0) continue;
     ValueId v = g.outputs()[j].value;
     const Storage& s = plan.storage[static_cast<size_t>(v)];
     if (s.kind == Storage::Kind::Output && s.index == static_cast<int32_t>(j)) continue;
@@ -253,6 +253,8 @@ std::string describe_plan(const Graph& g, const KernelPlan& plan) {
     if (st.kind == Step::Kind::Extern) {
       const Node& n = g.node(st.node);
       s += str_cat("extern ", op_name(n.op), " -> %", n.result);
+      const Storage& rs = plan.storage[static_cast<size_t>(n.result)];
+      if (rs.kind == Storage::Kind::Output) s += str_cat(" (out", rs.index, ")");
       auto parts = plan.part_values.find(st.node);
       if (parts != plan.part_values.end()) {
         s += " parts:";

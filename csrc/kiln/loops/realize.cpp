@@ -37,6 +37,11 @@ void assign_storage(const Graph& g, KernelPlan& plan) {
   }
   for (size_t j = 0; j < g.outputs().size(); ++j) {
     if (plan.output_alias[j]) continue;
+    if (const ValueId e = plan.output_through[j]; e >= 0) {
+      plan.storage[static_cast<size_t>(e)] = {Storage::Kind::Output, static_cast<int32_t>(j), SymExpr(0), -1,
+                                              contiguous_strides(g.type(e).sizes)};
+      continue;
+    }
     auto& s = plan.storage[static_cast<size_t>(g.outputs()[j].value)];
     if (s.kind != Storage::Kind::None) continue;  // an input, or an earlier output: copied later
     s.kind = Storage::Kind::Output;
@@ -142,12 +147,43 @@ bool inline_into_sole_view_copy(const Graph& g, KernelPlan& plan) {
   return changed;
 }
 
+// An output that is a view of all of an extern's result, in the very layout the extern stores it
+// (the logits' [B, S, V] reshape of the lm_head GEMM's [B*S, V]): the extern writes straight into
+// the output's buffer, and no kernel copies its result there.
+void write_externs_into_outputs(const Graph& g, KernelPlan& plan) {
+  assign_storage(g, plan);
+  std::vector<int> stored_for(g.num_values(), 0);
+  for (const auto& o : g.outputs()) stored_for[static_cast<size_t>(o.value)] += 1;
+  for (size_t j = 0; j < g.outputs().size(); ++j) {
+    const ValueId v = g.outputs()[j].value;
+    const Node* n = g.producer(v);
+    if (plan.output_alias[j] || !n || op_kind(n->op) != OpKind::View || stored_for[static_cast<size_t>(v)] != 1)
+      continue;
+    std::vector<bool> others = plan.realized;
+    others[static_cast<size_t>(v)] = false;
+    const auto lay = affine_layout(g, others, plan.storage, v);
+    if (!lay || lay->base == v) continue;
+    const Node* producer = g.producer(lay->base);
+    if (!producer || op_kind(producer->op) != OpKind::Extern ||
+        plan.storage[static_cast<size_t>(lay->base)].kind != Storage::Kind::Arena)
+      continue;
+    const TensorType &vt = g.type(v), &et = g.type(lay->base);
+    if (!lay->offset.is_const(0) || vt.numel() != et.numel() ||
+        !same_layout(vt.sizes, lay->strides, g.outputs()[j].strides))
+      continue;
+    plan.output_through[j] = lay->base;
+    plan.realized[static_cast<size_t>(v)] = false;
+    assign_storage(g, plan);
+  }
+}
+
 }  // namespace
 
 void decide_realization(const Graph& g, const std::vector<bool>& alias_ok, KernelPlan& plan) {
   size_t nv = g.num_values();
   plan.realized.assign(nv, false);
   plan.output_alias.assign(g.outputs().size(), std::nullopt);
+  plan.output_through.assign(g.outputs().size(), -1);
   for (const auto& in : g.inputs()) plan.realized[static_cast<size_t>(in.value)] = true;
 
   // Outputs that are views of inputs are returned as views, with no kernel at all.
@@ -193,6 +229,7 @@ void decide_realization(const Graph& g, const std::vector<bool>& alias_ok, Kerne
   for (const Node& n : g.nodes())
     if (op_kind(n.op) == OpKind::Reduction || op_kind(n.op) == OpKind::Extern)
       plan.realized[static_cast<size_t>(n.result)] = true;
+  write_externs_into_outputs(g, plan);
 
   // Shared values: realize when recomputing them in every consumer would cost more than a load.
   // Walk backwards so each value knows how many realized stages would inline it.
