@@ -164,6 +164,51 @@ void stage_loads(const Graph& g, const KernelPlan& plan, const Stage& s, std::ve
   trace_node_loads(g, plan.realized, *n, coords, out);
 }
 
+// The order nodes are grouped in: the graph's, except that extern calls wait until a kernel stage
+// needs the result of one of them, and then all run, in their order. Stages that need none of them
+// join the kernel open before them (SwiGLU's backward computes the gradients of both projections in
+// one pass instead of two passes around the first projection's weight-gradient GEMMs), and a run of
+// externs stays together (the Q, K and V projections before one rotary-embedding kernel).
+static std::vector<size_t> grouping_order(const Graph& g, const KernelPlan& plan) {
+  const size_t nn = g.nodes().size(), nv = g.num_values();
+  std::vector<bool> pending_result(nv, false);
+  std::vector<size_t> order, pending;
+  std::vector<int64_t> seen(nv, -1);
+  for (size_t i = 0; i < nn; ++i) {
+    const Node& n = g.nodes()[i];
+    const size_t v = static_cast<size_t>(n.result);
+    if (!plan.realized[v] || (!plan.written_by.empty() && plan.written_by[v] >= 0)) continue;
+    if (op_kind(n.op) == OpKind::Extern) {
+      pending.push_back(i);
+      pending_result[v] = true;
+      continue;
+    }
+    // Whether this stage reads a pending extern's result, through the values it inlines.
+    bool needs = false;
+    std::vector<ValueId> todo(n.inputs.begin(), n.inputs.end());
+    while (!todo.empty() && !needs && !pending.empty()) {
+      const size_t u = static_cast<size_t>(todo.back());
+      todo.pop_back();
+      if (seen[u] == static_cast<int64_t>(i)) continue;
+      seen[u] = static_cast<int64_t>(i);
+      const bool written = !plan.written_by.empty() && plan.written_by[u] >= 0;
+      if (pending_result[u] || (written && pending_result[static_cast<size_t>(
+                                              g.nodes()[static_cast<size_t>(plan.written_by[u])].result)]))
+        needs = true;
+      else if (const Node* p = g.producer(static_cast<ValueId>(u)); p && !plan.realized[u] && !written)
+        todo.insert(todo.end(), p->inputs.begin(), p->inputs.end());
+    }
+    if (needs) {
+      order.insert(order.end(), pending.begin(), pending.end());
+      for (size_t e : pending) pending_result[static_cast<size_t>(g.nodes()[e].result)] = false;
+      pending.clear();
+    }
+    order.push_back(i);
+  }
+  order.insert(order.end(), pending.begin(), pending.end());
+  return order;
+}
+
 void group_into_kernels(const Graph& g, KernelPlan& plan) {
   plan.kernels.clear();
   plan.steps.clear();
@@ -213,10 +258,8 @@ void group_into_kernels(const Graph& g, KernelPlan& plan) {
       open.flexible_sizes = sizes;
   };
 
-  for (size_t i = 0; i < g.nodes().size(); ++i) {
+  for (size_t i : grouping_order(g, plan)) {
     const Node& n = g.nodes()[i];
-    size_t v = static_cast<size_t>(n.result);
-    if (!plan.realized[v] || (!plan.written_by.empty() && plan.written_by[v] >= 0)) continue;
     if (op_kind(n.op) == OpKind::Extern) {
       close();
       plan.steps.push_back({Step::Kind::Extern, -1, static_cast<int32_t>(i)});
