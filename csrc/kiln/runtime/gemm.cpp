@@ -120,7 +120,9 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
 
   // Split each dimension into equal blocks no larger than the cache limit (no runt last block).
   const int64_t kc_blk = k_block<K, T>(Kd);
-  const int64_t nc_blk = round_up(ceil_div(N, ceil_div(N, Blk::NC)), NR);
+  // The packed B block fills ~1 MiB of L2 at this call's k block (not the largest one).
+  const int64_t nc_cap = std::max<int64_t>(NR, (1024 * 1024 / (kc_blk * int64_t(sizeof(T)))) / NR * NR);
+  const int64_t nc_blk = round_up(ceil_div(N, ceil_div(N, nc_cap)), NR);
   // A is only ever broadcast, so its two common layouts are read in place, full slivers straight
   // from A: row-major A as row panels (A(i, k) at i * a_rs + k), column-major A interleaved (at
   // k * a_cs + i). Packing would merely copy them, and streaming A from memory inside the kernel
