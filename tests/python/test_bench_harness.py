@@ -147,3 +147,19 @@ def test_rmsnorm_computes_in_float32():
     xf = x.float()
     expected = xf / torch.sqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-5)
     torch.testing.assert_close(y.float(), expected, rtol=1e-2, atol=1e-2)
+
+
+def test_tiny_transformer_rows_timed_side_by_side(tmp_path):
+    """The TransformerLM rows: each contender compiled and checked on its own, then all timed in
+    interleaved rounds; every row gets forward/step medians, compiled rows a compile time."""
+    out = tmp_path / "bench"
+    rows = run(["--tiny", "--only", "transformer", "--size", "tiny", "--contenders", "eager,kiln", "--out", str(out),
+                "--no-progress", "--no-plots"])
+    assert {(r["contender"], r["version"]) for r in rows} == {("eager", "eager"), ("kiln", "model"),
+                                                                ("kiln", "model+step")}
+    for r in rows:
+        assert not r["error"], r
+        assert r["step_median_ms"] > 0 and r["step_n"] >= 3
+        assert ("fwd_median_ms" in r) == (r["version"] != "model+step")
+        assert ("compile_s" in r) == (r["contender"] == "kiln")
+    assert "timed side by side" in (out / "results.md").read_text()

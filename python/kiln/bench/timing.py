@@ -50,6 +50,44 @@ def measure(step, *, prepare=None, warmup=3, min_iters=10, min_seconds=2.0, max_
     finally:
         if was_enabled:
             gc.enable()
+    return _stats(times)
+
+
+def measure_interleaved(steps, *, warmup=3, min_iters=10, min_seconds=2.0, max_iters=100000) -> list[Stats]:
+    """Time several callables side by side: rounds of one call each, the starting one rotating.
+
+    A host whose speed drifts over minutes (shared machines: up to 2x here) then slows every contender
+    alike instead of whichever ran during the slow minute, so their ratio holds. Runs until each has
+    `min_iters` iterations and `min_seconds` of timed work.
+    """
+    for step in steps:
+        for _ in range(warmup):
+            result = step()
+            del result
+    times = [[] for _ in steps]
+    totals = [0.0] * len(steps)
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        rounds = 0
+        while any(len(t) < min_iters or total < min_seconds for t, total in zip(times, totals)) and rounds < max_iters:
+            for k in range(len(steps)):
+                i = (rounds + k) % len(steps)
+                t0 = time.perf_counter()
+                result = steps[i]()
+                t1 = time.perf_counter()
+                del result
+                times[i].append(t1 - t0)
+                totals[i] += t1 - t0
+            rounds += 1
+    finally:
+        if was_enabled:
+            gc.enable()
+    return [_stats(t) for t in times]
+
+
+def _stats(times) -> Stats:
     ms = [t * 1e3 for t in times]
     return Stats(
         mean_ms=statistics.fmean(ms),

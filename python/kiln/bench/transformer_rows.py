@@ -8,7 +8,7 @@ from .budget import WEIGHT
 from .contenders import short_reason
 from .environment import stall_probe
 from .memory import measure_in_subprocess
-from .timing import measure, timed_call
+from .timing import measure, measure_interleaved, timed_call
 from .verify import check
 
 # Parameters compared after the first training step: the embedding's gradient flows through every
@@ -77,7 +77,9 @@ class TransformerCase:
             self.train_step()
 
 
-def run_case(spec: dict, contender, settings, ref: dict) -> dict:
+def prepare_case(spec: dict, contender, settings, ref: dict):
+    """Compiles one contender's version, makes its first calls (where compilation happens) and checks
+    them against eager's. Returns (row, case); case is None when that failed, and the row says why."""
     spec = dict(spec, threads=settings.threads, warmup=settings.warmup)
     row = {"suite": "transformer", "size": spec["size"], "version": spec["version"],
            "contender": contender.name, "error": ""}
@@ -86,23 +88,18 @@ def run_case(spec: dict, contender, settings, ref: dict) -> dict:
     try:
         case = TransformerCase(spec, contender)
         case.compile()
-        first = 0.0
+        case.first_s = 0.0
         if case.has_forward_row:
             phase = "forward"
-            logits, first_fwd = timed_call(case.forward)
-            first += first_fwd
+            logits, case.first_s = timed_call(case.forward)
             if not contender.compiled:
                 ref["logits"] = logits
             elif "logits" in ref:
                 row["max_rel_err"] = check(logits, ref["logits"], "logits")
             del logits
-            fwd = measure(case.forward, warmup=settings.warmup, min_iters=settings.lm_min_iters,
-                          min_seconds=settings.lm_min_seconds)
-            row.update(fwd.fields("fwd"))
-            row["stall_ms"] = max(row["stall_ms"], stall_probe())  # between the phases, too
-            first -= fwd.median_ms / 1e3
         phase = "step"
         loss, first_step = timed_call(case.train_step)
+        case.first_s += first_step
         params = case.checked_params()
         if not contender.compiled:
             ref["loss"], ref["params"] = loss, params
@@ -111,18 +108,47 @@ def run_case(spec: dict, contender, settings, ref: dict) -> dict:
             err = max(_rel(p, r) for p, r in zip(params, ref["params"]))
             if not err <= PARAM_REL_TOL:
                 raise RuntimeError(f"wrong parameters after one step: max rel err {err:.1e}")
-        step = measure(case.train_step, warmup=settings.warmup, min_iters=settings.lm_min_iters,
-                       min_seconds=settings.lm_min_seconds)
-        row.update(step.fields("step"))
-        if contender.compiled:
-            row["compile_s"] = max(first + first_step - step.median_ms / 1e3, 0.0)
+        return row, case
     except Exception as exc:
         row["error"], row["error_phase"] = short_reason(exc), phase
         settings.log_error(f"transformer {spec['size']} {spec['version']} {contender.name} [{phase}]", exc)
+        return row, None
     finally:
+        # The next contender compiles from a clean Dynamo, as in a process of its own. This case's
+        # compiled code is traced again (from the compilers' caches) in its untimed warm-up calls.
         torch._dynamo.reset()
-        row["stall_ms"] = max(row["stall_ms"], stall_probe())
-    return row
+
+
+def time_cases(prepared, settings) -> None:
+    """Times every prepared case side by side (measure_interleaved): the forward rows, then the steps.
+    Compile time is each case's first calls minus one steady-state call of each."""
+    for phase, pick, call in (("forward", lambda c: c.has_forward_row, lambda c: c.forward),
+                              ("step", lambda c: True, lambda c: c.train_step)):
+        group = [(row, case) for row, case in prepared if case is not None and pick(case) and not row["error"]]
+        if not group:
+            continue
+        try:
+            stats = measure_interleaved([call(case) for _, case in group], warmup=settings.warmup,
+                                        min_iters=settings.lm_min_iters, min_seconds=settings.lm_min_seconds)
+        except Exception as exc:  # one contender failing mid-run: time the rest without it
+            settings.log_error(f"transformer {phase} (timed side by side)", exc)
+            stats = []
+            for row, case in group:
+                try:
+                    stats.append(measure(call(case), warmup=settings.warmup, min_iters=settings.lm_min_iters,
+                                         min_seconds=settings.lm_min_seconds))
+                except Exception as one:
+                    row["error"], row["error_phase"] = short_reason(one), phase
+                    stats.append(None)
+        for (row, case), st in zip(group, stats):
+            if st is None:
+                continue
+            row.update(st.fields("fwd" if phase == "forward" else "step"))
+            case.first_s -= st.median_ms / 1e3
+            row["stall_ms"] = max(row["stall_ms"], stall_probe())
+    for row, case in prepared:
+        if case is not None and case.contender.compiled and not row["error"]:
+            row["compile_s"] = max(case.first_s, 0.0)
 
 
 def _rel(got, ref) -> float:
@@ -134,19 +160,26 @@ def run(settings, progress) -> list[dict]:
     memory = settings.memory_transformer  # as planned when the progress total was counted
     for size in settings.sizes:
         ref = {}
+        prepared, specs = [], []
         for contender in settings.contenders:
             for version in versions(contender):
                 spec = {"suite": "transformer", "size": size, "version": version}
-                label = f"transformer {size} {contender.name} {version}"
                 budget.check(settings, progress)
-                with progress.task(label, WEIGHT["model"]):
-                    row = run_case(spec, contender, settings, ref)
-                if memory:
-                    with progress.task(label + " memory", WEIGHT["memory"]):
-                        if not row["error"] and settings.memory_transformer:  # the budget may have said no
-                            row.update(_memory(spec, contender, settings))
-                settings.record(row)
-                rows.append(row)
+                with progress.task(f"transformer {size} {contender.name} {version}", WEIGHT["model"] // 2):
+                    prepared.append(prepare_case(spec, contender, settings, ref))
+                specs.append((spec, contender))
+        with progress.task(f"transformer {size}: timing side by side", WEIGHT["model"] // 2 * len(prepared)):
+            time_cases(prepared, settings)
+        del ref
+        prepared = [row for row, _ in prepared]  # the models go before the memory subprocesses
+        torch._dynamo.reset()
+        for row, (spec, contender) in zip(prepared, specs):
+            if memory:
+                with progress.task(f"transformer {size} {contender.name} {spec['version']} memory", WEIGHT["memory"]):
+                    if not row["error"] and settings.memory_transformer:  # the budget may have said no
+                        row.update(_memory(spec, contender, settings))
+            settings.record(row)
+            rows.append(row)
     return rows
 
 
