@@ -70,6 +70,21 @@ TEST(IrSym, ModFollowsPython) {
   EXPECT_THROW(mod(s0, 0), UserError);
 }
 
+TEST(IrSym, SplitAndJoinedIndexFolds) {
+  const SymExpr o = SymExpr::symbol("o0"), i = SymExpr::symbol("i0");
+  // A [1152] index split into [6, 192] and joined again (row pitch 768): 768*o0.
+  EXPECT_EQ((768 * mod(o, 192) + 147456 * floordiv(o, 192) + i).str(), (768 * o + i).str());
+  EXPECT_EQ((mod(o + 3, 8) + 8 * floordiv(o + 3, 8)).str(), (o + 3).str());
+  // Only the exact identity: other multiples, other divisors and negative divisors stay as they are.
+  EXPECT_NE((mod(o, 192) + 100 * floordiv(o, 192)).str(), o.str());
+  EXPECT_NE((mod(o, 8) + 8 * floordiv(o, 4)).str(), o.str());
+  // Checked by evaluation on both sides of zero (floor semantics).
+  for (int64_t v : {-17, -1, 0, 5, 191, 192, 1151}) {
+    const SymExpr e = 768 * mod(o, 192) + 147456 * floordiv(o, 192);
+    EXPECT_EQ(e.eval({{"o0", v}}), 768 * v);
+  }
+}
+
 TEST(IrSym, MinMax) {
   EXPECT_TRUE(sym_min(3, 5).is_const(3));
   EXPECT_TRUE(sym_max(3, 5).is_const(5));

@@ -130,6 +130,21 @@ struct SymBuilder {
       else
         it->second.first += t.coef;
     }
+    // c * (x % n) + c*n * (x // n) == c * x (floor semantics, n > 0): what a reshape that splits a
+    // dim and one that joins it again leave behind. Folding it keeps flat loop indices flat.
+    for (auto& [k, cm] : by_mono) {
+      const SymExpr& m = cm.second;
+      if (cm.first == 0 || m.kind() != SymExpr::Kind::Mod || !m.args()[1].is_const() || m.args()[1].const_value() <= 0)
+        continue;
+      auto div = by_mono.find(raw(SymExpr::Kind::FloorDiv, {m.args()[0], m.args()[1]}).str());
+      if (div == by_mono.end() || div->second.first != cm.first * m.args()[1].const_value()) continue;
+      std::vector<Term> rest;
+      for (auto& [k2, cm2] : by_mono)
+        if (k2 != k && k2 != div->first && cm2.first != 0) rest.push_back({cm2.first, cm2.second});
+      for (const auto& t : terms_of(m.args()[0])) rest.push_back({t.coef * cm.first, t.mono});
+      if (constant != 0) rest.push_back({constant, std::nullopt});
+      return sum(rest);
+    }
     std::vector<SymExpr> out;
     for (auto& [k, cm] : by_mono)
       if (cm.first != 0) out.push_back(join_term(cm.first, cm.second));

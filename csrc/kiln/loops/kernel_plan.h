@@ -65,8 +65,8 @@ struct KernelPlan {
   SymExpr arena_bytes;
   // Per graph output: when set, the output is a view of a graph input (returned as a view).
   std::vector<std::optional<AffineLayout>> output_alias;
-  // Per graph output: the extern result stored in its buffer, the output being a view of all of it in
-  // the very layout the extern writes (-1: none). See decide_realization.
+  // Per graph output: the value stored in its buffer, the output being a view of all of it in the
+  // very layout that value is stored in (-1: none). See decide_realization.
   std::vector<ValueId> output_through;
   // Per graph output: the graph input whose buffer it is written into (-1: its own buffer). Set by
   // plan_in_place for inputs the graph mutates; see in_place.h.

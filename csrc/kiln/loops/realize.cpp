@@ -147,10 +147,13 @@ bool inline_into_sole_view_copy(const Graph& g, KernelPlan& plan) {
   return changed;
 }
 
-// An output that is a view of all of an extern's result, in the very layout the extern stores it
-// (the logits' [B, S, V] reshape of the lm_head GEMM's [B*S, V]): the extern writes straight into
-// the output's buffer, and no kernel copies its result there.
-void write_externs_into_outputs(const Graph& g, KernelPlan& plan) {
+// An output that is a view of all of a value, in the very layout that value is stored in (the
+// logits' [B, S, V] reshape of the lm_head GEMM's [B*S, V] result; the [B*S, D] reshape of a norm's
+// [B, S, D] result saved for the backward): the value itself is stored in the output's buffer, by
+// its extern call or its own kernel stage, and no kernel copies it there. A value computed by a
+// kernel keeps its own loop domain, so it fuses with the kernel that computes its neighbours (the
+// norm's reduction) instead of forming a kernel of the output's shape.
+void write_values_into_outputs(const Graph& g, KernelPlan& plan) {
   assign_storage(g, plan);
   std::vector<int> stored_for(g.num_values(), 0);
   for (const auto& o : g.outputs()) stored_for[static_cast<size_t>(o.value)] += 1;
@@ -159,20 +162,31 @@ void write_externs_into_outputs(const Graph& g, KernelPlan& plan) {
     const Node* n = g.producer(v);
     if (plan.output_alias[j] || !n || op_kind(n->op) != OpKind::View || stored_for[static_cast<size_t>(v)] != 1)
       continue;
-    std::vector<bool> others = plan.realized;
-    others[static_cast<size_t>(v)] = false;
-    const auto lay = affine_layout(g, others, plan.storage, v);
-    if (!lay || lay->base == v) continue;
-    const Node* producer = g.producer(lay->base);
-    if (!producer || op_kind(producer->op) != OpKind::Extern ||
-        plan.storage[static_cast<size_t>(lay->base)].kind != Storage::Kind::Arena)
-      continue;
-    const TensorType &vt = g.type(v), &et = g.type(lay->base);
-    if (!lay->offset.is_const(0) || vt.numel() != et.numel() ||
-        !same_layout(vt.sizes, lay->strides, g.outputs()[j].strides))
-      continue;
-    plan.output_through[j] = lay->base;
+    bool viewed = false;  // another output returned as a view of this one's buffer
+    for (const auto& a : plan.output_alias) viewed = viewed || (a && a->base == v);
+    if (viewed) continue;
+    ValueId u = v;  // the value under all the views
+    while (const Node* p = g.producer(u)) {
+      if (op_kind(p->op) != OpKind::View) break;
+      u = p->inputs[0];
+    }
+    const Node* producer = g.producer(u);
+    const size_t ui = static_cast<size_t>(u);
+    if (!producer || op_kind(producer->op) == OpKind::Source || stored_for[ui] != 0) continue;
+    const bool was_realized = plan.realized[ui];
+    if (was_realized && plan.storage[ui].kind != Storage::Kind::Arena) continue;
+    plan.realized[ui] = true;
     plan.realized[static_cast<size_t>(v)] = false;
+    assign_storage(g, plan);  // u contiguous in the arena, as it would be in the output
+    const auto lay = affine_layout(g, plan.realized, plan.storage, v);
+    const TensorType &vt = g.type(v), &ut = g.type(u);
+    if (lay && lay->base == u && lay->offset.is_const(0) && vt.numel() == ut.numel() &&
+        same_layout(vt.sizes, lay->strides, g.outputs()[j].strides)) {
+      plan.output_through[j] = u;
+    } else {
+      plan.realized[ui] = was_realized;
+      plan.realized[static_cast<size_t>(v)] = true;
+    }
     assign_storage(g, plan);
   }
 }
@@ -229,7 +243,7 @@ void decide_realization(const Graph& g, const std::vector<bool>& alias_ok, Kerne
   for (const Node& n : g.nodes())
     if (op_kind(n.op) == OpKind::Reduction || op_kind(n.op) == OpKind::Extern)
       plan.realized[static_cast<size_t>(n.result)] = true;
-  write_externs_into_outputs(g, plan);
+  write_values_into_outputs(g, plan);
 
   // Shared values: realize when recomputing them in every consumer would cost more than a load.
   // Walk backwards so each value knows how many realized stages would inline it.
