@@ -212,12 +212,15 @@ static std::vector<size_t> grouping_order(const Graph& g, const KernelPlan& plan
 void group_into_kernels(const Graph& g, KernelPlan& plan) {
   plan.kernels.clear();
   plan.steps.clear();
-  OpenKernel open;
-  auto close = [&] {
-    if (open.items.empty()) return;
-    std::vector<SymExpr> outer = open.outer ? *open.outer : default_outer(open.flexible_sizes);
-    auto stages = fit_all(g, plan, OpenKernel{{open.items.begin(), open.items.end() - 1}, open.outer, {}},
-                          open.items.back(), outer);
+  // `scalars` collects 0-d stages that need nothing from the open kernel: they run just before it,
+  // so the open kernel stays open across them. An optimizer's bias corrections (scalars of the step
+  // count) then no longer split each parameter's update in two: m, v and p are one pass.
+  OpenKernel open, scalars;
+  auto emit = [&](OpenKernel& ok) {
+    if (ok.items.empty()) return;
+    std::vector<SymExpr> outer = ok.outer ? *ok.outer : default_outer(ok.flexible_sizes);
+    auto stages = fit_all(g, plan, OpenKernel{{ok.items.begin(), ok.items.end() - 1}, ok.outer, {}},
+                          ok.items.back(), outer);
     KILN_CHECK(stages.has_value(), "a kernel that was accepted no longer fits");
     Kernel k;
     k.name = "kernel_" + std::to_string(plan.kernels.size());
@@ -225,7 +228,21 @@ void group_into_kernels(const Graph& g, KernelPlan& plan) {
     k.stages = std::move(*stages);
     plan.steps.push_back({Step::Kind::Kernel, static_cast<int32_t>(plan.kernels.size()), -1});
     plan.kernels.push_back(std::move(k));
-    open = OpenKernel{};
+    ok = OpenKernel{};
+  };
+  auto close = [&] {
+    emit(scalars);
+    emit(open);
+  };
+  auto reads_open = [&](ValueId v, int32_t dest) {
+    const auto s = fit_stage(g, v, dest, {});
+    if (!s) return true;
+    std::vector<TracedLoad> loads;
+    stage_loads(g, plan, *s, loads);
+    for (const TracedLoad& l : loads)
+      for (const auto& item : open.items)
+        if (item.first == l.value) return true;
+    return false;
   };
   auto add = [&](ValueId v, int32_t dest) {
     bool red = is_reduction_stage(g, v, dest);
@@ -248,6 +265,12 @@ void group_into_kernels(const Graph& g, KernelPlan& plan) {
           if (!stays_flexible) open.outer = outer;
           return;
         }
+      }
+      if (dest < 0 && sizes.empty() && !reads_open(v, dest) &&
+          (scalars.items.empty() || fit_all(g, plan, scalars, {v, dest}, {}))) {
+        scalars.items.push_back({v, dest});
+        scalars.outer = std::vector<SymExpr>{};
+        return;
       }
       close();
     }
