@@ -319,6 +319,13 @@ struct Gen {
         map_stage(e, s);
     }
     e.close();
+    // Gathers record bad indices in the kernel's own flag (kiln_rt::checked_index).
+    bool gathers = false;
+    for (const auto& l : body) gathers = gathers || l.find("index_bad") != std::string::npos;
+    if (gathers) {
+      body.insert(body.begin(), "  int index_bad = 0;");
+      body.push_back("  if (index_bad) kiln_rt::set_index_error();");
+    }
     std::vector<std::string> head;
     unpack_frame(head, body);
     out.insert(out.end(), head.begin(), head.end());

@@ -110,7 +110,7 @@ std::string ExprEmitter::compute(const Node& n, const std::vector<SymExpr>& coor
         // x[idx] wraps negative indices like Python; F.embedding rejects them.
         bool wrap = !n.has_attr("wrap_negative") || n.attr_bool("wrap_negative");
         line(str_cat("const int64_t ", row, " = kiln_rt::checked_index(static_cast<int64_t>(", raw, "), ",
-                     idx(g_.type(data).sizes[0]), ", ", wrap ? "true" : "false", ");"));
+                     idx(g_.type(data).sizes[0]), ", ", wrap ? "true" : "false", ", index_bad);"));
         std::vector<SymExpr> dc{SymExpr::symbol(row)};
         dc.insert(dc.end(), coords.begin() + static_cast<long>(r), coords.end());
         return value(data, dc);

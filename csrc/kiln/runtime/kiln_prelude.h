@@ -317,13 +317,22 @@ inline int& index_error_flag() {
 }
 inline void clear_index_error() { __atomic_store_n(&index_error_flag(), 0, __ATOMIC_RELAXED); }
 inline bool index_error() { return __atomic_load_n(&index_error_flag(), __ATOMIC_RELAXED) != 0; }
+inline void set_index_error() { __atomic_store_n(&index_error_flag(), 1, __ATOMIC_RELAXED); }
 inline int64_t checked_index(int64_t i, int64_t size, bool wrap_negative) {
   if (i < 0 && wrap_negative) i += size;
   if (i < 0 || i >= size) {
-    __atomic_store_n(&index_error_flag(), 1, __ATOMIC_RELAXED);
+    set_index_error();
     return 0;
   }
   return i;
+}
+// Kernels record a bad index in their own `bad` (an OR the compiler vectorizes, where the shared
+// flag's store would keep the loop scalar) and set the shared flag once, at their end.
+inline int64_t checked_index(int64_t i, int64_t size, bool wrap_negative, int& bad) {
+  if (i < 0 && wrap_negative) i += size;
+  const int out = i < 0 || i >= size;  // an int: the compiler vectorizes an int OR, not a bool one
+  bad |= out;
+  return out ? 0 : i;
 }
 
 // ---- scratch rows --------------------------------------------------------------------------------
