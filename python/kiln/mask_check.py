@@ -37,6 +37,7 @@ def count_mismatches(nodes: list[torch.fx.Node], sq: int, sk: int) -> int:
     """Number of (i, j) where the bool mask computed by `nodes` (last one) differs from j <= i."""
     key = (_structure(nodes), sq, sk)
     if key not in _memo:
+        api.count("mask_checks_compiled")  # one proof graph compiled and run
         _memo[key] = _count(nodes, sq, sk)
     else:
         api.count("mask_check_memo_hits")  # proved earlier in this process: no kernel compiled

@@ -196,3 +196,31 @@ def test_gemm_writes_a_view_output_in_place(tmp_path):
     run_compiled(f, x, w, grad=True, rtol=1e-5, atol=1e-5, options={"debug_dir": str(tmp_path)})
     plans = "".join(p.read_text() for p in tmp_path.rglob("90-kernels.txt"))
     assert "extern matmul -> %" in plans and "(out0)" in plans, plans
+
+
+def test_sibling_matmuls_run_as_one_grouped_gemm(tmp_path):
+    """Projections of one input (Q, K, V; SwiGLU's w1 and w3) are one grouped GEMM call, with the
+    epilogue reading both results row by row. Widths that are whole micro-tiles run as one problem,
+    others part by part; transposed and sliced weights, float64, forward and gradients match eager."""
+    def f(x, wq, wk, wv, w1, w3):
+        q, k, v = F.linear(x, wq), F.linear(x, wk), F.linear(x, wv)
+        h = F.silu(F.linear(x, w1)) * F.linear(x, w3)
+        return q * k + v, h
+
+    gen = torch.Generator().manual_seed(9)
+    for dtype, d, dff in ((torch.float32, 64, 128), (torch.float32, 40, 72), (torch.float64, 64, 96)):
+        def r(*s):
+            return torch.randn(*s, generator=gen, dtype=dtype)
+
+        x = r(3, 37, d).requires_grad_()
+        wq, wk = r(d, d).requires_grad_(), r(d, d).requires_grad_()
+        wv = r(2 * d, d)[::2].requires_grad_()  # every other row: strided, not grouped with wq, wk
+        w1 = r(d, dff).t().requires_grad_()  # [dff, d] view of a transposed weight
+        w3 = r(d, dff).t().requires_grad_()
+        run_compiled(f, x, wq, wk, wv.detach().requires_grad_(), w1.detach().requires_grad_(),
+                     w3.detach().requires_grad_(), grad=True, rtol=1e-4, atol=1e-4,
+                     options={"debug_dir": str(tmp_path / f"{dtype}{d}")})
+    plans = [p.read_text() for p in tmp_path.rglob("90-kernels.txt")]
+    grouped = [p for p in plans if "extern matmul -> %" in p and " + %" in p]
+    assert len(grouped) >= 3, plans  # each forward groups its siblings
+    assert any("rows then" in line and " + %" in line for p in grouped for line in p.splitlines()), grouped

@@ -428,10 +428,52 @@ struct Gen {
     return str_cat("kiln_parallel_for(0, ", idx(total), ", ", grain, ", ", k.name, ", &F);");
   }
 
+  // Sibling matmuls sharing A in one call (gemm_groups.cpp): B and C pointers per part.
+  void gemm_group_call(const Step& st, std::vector<std::string>& lines) {
+    const std::vector<int32_t> nodes = st.extern_nodes();
+    const Node& n = g.node(st.node);
+    auto a = affine_layout(g, plan.realized, plan.storage, n.inputs[0]);
+    KILN_CHECK(a.has_value(), "matmul operands must be strided");
+    const DType t = g.type(n.result).dtype;
+    const std::string elem = t == DType::F32 ? "float" : "double";
+    std::string bs, cs, origins;
+    std::optional<AffineLayout> b;
+    for (int32_t e : nodes) {
+      const Node& x = g.node(e);
+      b = affine_layout(g, plan.realized, plan.storage, x.inputs[1]);
+      KILN_CHECK(b.has_value(), "matmul operands must be strided");
+      bs += str_cat(bs.empty() ? "" : ", ", pointer_of(*b));
+      cs += str_cat(cs.empty() ? "" : ", ", "F.v", x.result);
+      origins += str_cat(origins.empty() ? "" : ", ", x.origin);
+    }
+    const auto& as = g.type(n.inputs[0]).sizes;
+    const auto& b_sizes = g.type(n.inputs[1]).sizes;
+    const Storage& rs = plan.storage[static_cast<size_t>(n.result)];
+    const Kernel* ep = st.epilogue >= 0 ? &plan.kernels[static_cast<size_t>(st.epilogue)] : nullptr;
+    const std::string planes =
+        t == DType::F32 ? str_cat(", ", n.has_attr("bf16_planes") ? n.attr_int("bf16_planes") : 0) : "";
+    lines.push_back("  {");
+    lines.push_back(str_cat("    const ", elem, "* const group_b[] = {", bs, "};"));
+    lines.push_back(str_cat("    ", elem, "* const group_c[] = {", cs, "};"));
+    lines.push_back(str_cat("    ", ep ? "if (!" : "", "kiln_gemm_group_", t == DType::F32 ? "f32" : "f64", "(",
+                            nodes.size(), ", ", idx(as[0]), ", ", idx(b_sizes[1]), ", ", idx(as[1]), ",  // ",
+                            origins));
+    lines.push_back(str_cat("        ", pointer_of(*a), ", ", idx(a->strides[0]), ", ", idx(a->strides[1]),
+                            ", group_b, ", idx(b->strides[0]), ", ", idx(b->strides[1]), ", group_c, ",
+                            idx(rs.strides[0]), ", ", idx(rs.strides[1]), planes,
+                            ep ? str_cat(", ", ep->name, ", &F))") : ", nullptr, nullptr);"));
+    if (ep) lines.push_back(str_cat("      ", launch(*ep)));
+    lines.push_back("  }");
+  }
+
   void extern_call(const Step& st, std::vector<std::string>& lines) {
     const Node& n = g.node(st.node);
     const Storage& rs = plan.storage[static_cast<size_t>(n.result)];
     std::string result_ptr = str_cat("F.v", n.result);
+    if (n.op == Op::matmul && !st.siblings.empty()) {
+      gemm_group_call(st, lines);
+      return;
+    }
     if (n.op == Op::matmul) {
       auto a = affine_layout(g, plan.realized, plan.storage, n.inputs[0]);
       auto b = affine_layout(g, plan.realized, plan.storage, n.inputs[1]);

@@ -306,6 +306,7 @@ KernelPlan plan_kernels(const Graph& g, const std::vector<bool>& alias_ok) {
   decide_realization(g, alias_ok, plan);
   group_into_kernels(g, plan);
   if (plan_extern_parts(g, plan)) group_into_kernels(g, plan);
+  plan_gemm_groups(g, plan);
   plan_gemm_epilogues(g, plan);
   plan_memory(g, plan);
   plan_column_kernels(g, plan);
@@ -318,9 +319,13 @@ std::string describe_plan(const Graph& g, const KernelPlan& plan) {
   for (const Step& st : plan.steps) {
     if (st.kind == Step::Kind::Extern) {
       const Node& n = g.node(st.node);
-      s += str_cat("extern ", op_name(n.op), " -> %", n.result);
-      const Storage& rs = plan.storage[static_cast<size_t>(n.result)];
-      if (rs.kind == Storage::Kind::Output) s += str_cat(" (out", rs.index, ")");
+      s += str_cat("extern ", op_name(n.op), " ->");
+      for (int32_t e : st.extern_nodes()) {
+        const ValueId r = g.node(e).result;
+        s += str_cat(e == st.node ? " %" : " + %", r);
+        const Storage& rs = plan.storage[static_cast<size_t>(r)];
+        if (rs.kind == Storage::Kind::Output) s += str_cat(" (out", rs.index, ")");
+      }
       auto parts = plan.part_values.find(st.node);
       if (parts != plan.part_values.end()) {
         s += " parts:";

@@ -52,6 +52,15 @@ struct Step {
   int32_t kernel = -1;    // index into kernels
   int32_t node = -1;      // Extern: graph node index
   int32_t epilogue = -1;  // Extern matmul: a kernel run per finished block of its rows (gemm_epilogue.cpp)
+  // Extern matmul: further matmul nodes sharing its A, computed in the same call (gemm_groups.cpp).
+  std::vector<int32_t> siblings;
+
+  // The extern nodes this step computes: `node`, then its siblings.
+  std::vector<int32_t> extern_nodes() const {
+    std::vector<int32_t> ns{node};
+    ns.insert(ns.end(), siblings.begin(), siblings.end());
+    return ns;
+  }
 
   // The kernel this step runs, if any (its own, or a matmul's epilogue).
   int32_t kernel_run() const { return kind == Kind::Kernel ? kernel : epilogue; }

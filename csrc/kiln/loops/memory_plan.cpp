@@ -23,11 +23,12 @@ std::vector<std::set<ValueId>> step_reads(const Graph& g, const KernelPlan& plan
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const Step& st = plan.steps[i];
     if (st.kind == Step::Kind::Extern) {
-      for (ValueId in : g.node(st.node).inputs) {
-        auto lay = affine_layout(g, plan.realized, plan.storage, in);
-        KILN_CHECK(lay.has_value(), "extern operand without a layout");
-        reads[i].insert(lay->base);
-      }
+      for (int32_t e : st.extern_nodes())
+        for (ValueId in : g.node(e).inputs) {
+          auto lay = affine_layout(g, plan.realized, plan.storage, in);
+          KILN_CHECK(lay.has_value(), "extern operand without a layout");
+          reads[i].insert(lay->base);
+        }
     }
     if (st.kernel_run() < 0) continue;
     for (const Stage& s : plan.kernels[static_cast<size_t>(st.kernel_run())].stages) {
@@ -93,7 +94,7 @@ void plan_memory(const Graph& g, KernelPlan& plan) {
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const Step& st = plan.steps[i];
     if (st.kind == Step::Kind::Extern) {
-      def[static_cast<size_t>(g.node(st.node).result)] = static_cast<int64_t>(i);
+      for (int32_t e : st.extern_nodes()) def[static_cast<size_t>(g.node(e).result)] = static_cast<int64_t>(i);
       auto parts = plan.part_values.find(st.node);
       if (parts != plan.part_values.end())
         for (ValueId v : parts->second)

@@ -25,6 +25,10 @@ void stage_loads(const Graph& g, const KernelPlan& plan, const Stage& s, std::ve
 // stage that stores the output, at the element it stores, and the two share sizes and strides.
 void plan_in_place(const Graph& g, const std::vector<std::pair<int32_t, int32_t>>& candidates, KernelPlan& plan);
 
+// Merges runs of matmul steps that share A (same window) and whose B and C agree in sizes and
+// strides into one step (Step::siblings), computed by one grouped GEMM call.
+void plan_gemm_groups(const Graph& g, KernelPlan& plan);
+
 // Attaches to a matmul the kernel right after it when that kernel works row by row on the matmul's
 // result (Step::epilogue): it then runs per finished block of rows, on the GEMM's threads.
 void plan_gemm_epilogues(const Graph& g, KernelPlan& plan);

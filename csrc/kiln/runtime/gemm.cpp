@@ -108,14 +108,36 @@ bool a_read_in_place(const Problem<T>& p) {
   return p.a_rs == 1 && (p.n <= K::NR || columns_spread_in_l1(p.a_cs * int64_t(sizeof(T)), k_block<K, T>(p.k)));
 }
 
+// Where column j of batch element bi's B (row 0) and C (row 0) are: in a group (p.parts > 1), in part
+// j / part_n.
+template <typename T>
+const T* b_column(const Problem<T>& p, int64_t bi, int64_t j) {
+  if (p.parts > 1) return p.b_parts[j / p.part_n] + (j % p.part_n) * p.b_cs;
+  return p.b + bi * p.b_bs + j * p.b_cs;
+}
+template <typename T>
+T* c_column(const Problem<T>& p, int64_t bi, int64_t j) {
+  if (p.parts > 1) return p.c_parts[j / p.part_n] + (j % p.part_n) * p.c_cs;
+  return p.c + bi * p.c_bs + j * p.c_cs;
+}
+
+// Packs B's columns [j0, j0 + nc) at k block [pc, pc + kc) as NR-column slivers into dst, one run of
+// columns per part they span (parts hold whole slivers).
+template <class K, typename T>
+void pack_b_block(const Problem<T>& p, int64_t bi, int64_t j0, int64_t nc, int64_t pc, int64_t kc, T* dst) {
+  for (int64_t j = j0; j < j0 + nc;) {
+    const int64_t run = p.parts > 1 ? std::min(j0 + nc - j, p.part_n - j % p.part_n) : j0 + nc - j;
+    pack_panel<T, K::NR>(b_column(p, bi, j) + pc * p.b_rs, p.b_cs, p.b_rs, run, kc, dst + (j - j0) * kc);
+    j += run;
+  }
+}
+
 // One batch element's rectangle C[m0:m1, n0:n1], computed by the calling thread alone with kernel K.
 template <class K, typename T>
 void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   using Blk = Blocking<K, T>;
   constexpr int MR = K::MR, NR = K::NR;
   const T* A = p.a + bi * p.a_bs;
-  const T* B = p.b + bi * p.b_bs;
-  T* C = p.c + bi * p.c_bs;
   const int64_t M = m1 - m0, N = n1 - n0, Kd = p.k;
 
   // Split each dimension into equal blocks no larger than the cache limit (no runt last block).
@@ -179,10 +201,10 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
       const T beta = pc == 0 ? p.beta : T(1);  // later k blocks accumulate onto the first
       for (int64_t jc = n0; jc < n1; jc += nc_blk) {
         const int64_t nc = std::min(nc_blk, n1 - jc);
-        const T* b_src = B + pc * p.b_rs + jc * p.b_cs;
+        const T* b_src = b_column(p, bi, jc) + pc * p.b_rs;  // names the block: no other starts there
         const PackedB wanted{p.call, b_src, p.b_rs, p.b_cs, nc, kc, NR};
         if (!(p.call != 0 && bufs.b_holds == wanted)) {
-          pack_panel<T, NR>(b_src, p.b_cs, p.b_rs, nc, kc, Bp);
+          pack_b_block<K>(p, bi, jc, nc, pc, kc, Bp);
           bufs.b_holds = wanted;
         }
         for (int64_t ir = 0; ir < mc; ir += MR) {
@@ -194,7 +216,7 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
           const int64_t ld = in_place ? lda_in_place : lda_p;
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
-            T* cp = C + (ic + ir) * p.c_rs + (jc + jr) * p.c_cs;
+            T* cp = c_column(p, bi, jc + jr) + (ic + ir) * p.c_rs;
             if (direct) {
               kernel(kc, a_sl, ld, Bp + jr * kc, cp, p.c_rs, mr, nr, p.alpha, beta, a_prefetch && jr == 0);
             } else {
@@ -336,7 +358,7 @@ bool amx_takes(const Problem<T>& p) {
   if constexpr (!std::is_same_v<T, float>) {
     return false;
   } else {
-    return p.bf16_planes > 0 && p.beta == 0.0f && p.m >= 16 && p.n >= 16 && p.k >= 32 &&
+    return p.bf16_planes > 0 && p.parts == 1 && p.beta == 0.0f && p.m >= 16 && p.n >= 16 && p.k >= 32 &&
            2.0 * p.batch * p.m * p.n * p.k >= kMinAmxFlops && amx::available();
   }
 }
@@ -370,11 +392,44 @@ void scale_c(const Problem<T>& p) {
     }
 }
 
+template <typename T>
+bool gemm(Problem<T> p);
+
+// Whether a group's parts can run as one problem: the FMA kernels storing along C's rows, each part
+// whole micro-tiles wide. Otherwise each part runs on its own (same results: every C element is
+// computed the same way in either case).
+template <typename T>
+bool group_runs_whole(const Problem<T>& p) {
+  if (p.c_cs != 1 || p.m <= 1 || p.k <= 1) return false;
+  if constexpr (std::is_same_v<T, float>)
+    if (p.bf16_planes > 0 && amx::available()) return false;
+  const bool rows = p.a_cs == 1 && a_read_in_place<RowKernel<T>>(p);
+  return p.part_n % (rows ? RowKernel<T>::NR : Kernel<T>::NR) == 0;
+}
+
+// Part by part, a row is final when the last part has computed it: only that part reports rows.
+template <typename T>
+bool gemm_group(Problem<T> p) {
+  if (p.parts == 1 || group_runs_whole(p)) return gemm(p);
+  bool reported = false;
+  for (int64_t i = 0; i < p.parts; ++i) {
+    Problem<T> one = p;
+    one.parts = 1;
+    one.n = p.part_n;
+    one.b = p.b_parts[i];
+    one.c = p.c_parts[i];
+    if (i + 1 < p.parts) one.rows_done = nullptr;
+    reported = gemm(one);
+  }
+  return reported;
+}
+
 // Returns whether every row was reported to p.rows_done (see kiln_gemm_f32).
 template <typename T>
 bool gemm(Problem<T> p) {
   if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return false;
   if (p.k <= 0) {
+    if (p.parts > 1) return gemm_group(p);  // scale_c addresses C directly
     scale_c(p);
     return false;
   }
@@ -432,6 +487,25 @@ int kiln_gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, c
                                      rows_done, rows_ctx})
              ? 1
              : 0;
+}
+
+int kiln_gemm_group_f32(int64_t parts, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
+                        const float* const* b, int64_t b_rs, int64_t b_cs, float* const* c, int64_t c_rs,
+                        int64_t c_cs, int bf16_planes, kiln_range_fn rows_done, void* rows_ctx) {
+  kiln_rt::gemm::Problem<float> p{1, m, parts * n, k, 1.0f, 0.0f, a, 0, a_rs, a_cs, b[0], 0, b_rs, b_cs, c[0],
+                                  0, c_rs, c_cs, bf16_planes < 0 ? 0 : bf16_planes > 3 ? 3 : bf16_planes,
+                                  rows_done, rows_ctx};
+  p.parts = parts, p.part_n = n, p.b_parts = b, p.c_parts = c;
+  return kiln_rt::gemm::gemm_group(p) ? 1 : 0;
+}
+
+int kiln_gemm_group_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* a, int64_t a_rs,
+                        int64_t a_cs, const double* const* b, int64_t b_rs, int64_t b_cs, double* const* c,
+                        int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done, void* rows_ctx) {
+  kiln_rt::gemm::Problem<double> p{1, m, parts * n, k, 1.0, 0.0, a, 0, a_rs, a_cs, b[0], 0, b_rs, b_cs, c[0],
+                                   0, c_rs, c_cs, 0, rows_done, rows_ctx};
+  p.parts = parts, p.part_n = n, p.b_parts = b, p.c_parts = c;
+  return kiln_rt::gemm::gemm_group(p) ? 1 : 0;
 }
 
 int kiln_gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t a_bs,

@@ -42,6 +42,16 @@ int kiln_gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha,
                   const float* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, float beta,
                   float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, int bf16_planes,
                   kiln_range_fn rows_done, void* rows_ctx);
+// Sibling products sharing A, in one call: C_p = A B_p for p < parts (the Q, K and V projections of
+// one input). Every B_p is k x n with strides (b_rs, b_cs), every C_p m x n with (c_rs, c_cs). Each
+// sliver of A is read once for all parts' columns, and the threads wake once. Results are those of
+// `parts` kiln_gemm_f32 calls; rows_done as there (a row is final once it is final in every part).
+int kiln_gemm_group_f32(int64_t parts, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
+                        const float* const* b, int64_t b_rs, int64_t b_cs, float* const* c, int64_t c_rs,
+                        int64_t c_cs, int bf16_planes, kiln_range_fn rows_done, void* rows_ctx);
+int kiln_gemm_group_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* a, int64_t a_rs,
+                        int64_t a_cs, const double* const* b, int64_t b_rs, int64_t b_cs, double* const* c,
+                        int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done, void* rows_ctx);
 // 1 when float GEMMs with bf16_planes > 0 can run on AMX here (the CPU has it, the kernel grants
 // it, KILN_GEMM_AMX is not 0); 0 when they run on the FMA kernels.
 int kiln_gemm_has_amx(void);
