@@ -27,6 +27,7 @@ struct Path {
   static constexpr int MR = 32, NR = 32;
   static constexpr int64_t kMinTaskColumnTiles = 8, kMinTaskRowSlivers = 6;
   static bool a_in_place(const Problem<float>&) { return false; }
+  static bool b_packed_once(const Problem<float>&) { return false; }
   // C[m0:m1, n0:n1] of batch element bi = alpha * A B (p.beta must be 0, p.bf16_planes in 1..3).
   // Returns false, with that rectangle of C unspecified, when an operand holds a value the split
   // cannot represent exactly (see above); the caller recomputes.
