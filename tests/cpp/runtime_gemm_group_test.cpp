@@ -126,3 +126,73 @@ TEST(RuntimeGemmGroup, EmptyProductsAndOnePart) {
 }
 
 }  // namespace
+
+namespace {
+
+// Sibling products sharing B (rows in parts): each part equals its own kiln_gemm call bit for bit and
+// is within rounding of the double product.
+template <typename T>
+void check_shared_b(const Case& cs, bool a_col_major) {
+  std::mt19937 rng(static_cast<uint32_t>(cs.parts * 31 + cs.m * 7 + cs.n * 3 + cs.k));
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  const int64_t b_rs = cs.b_col_major ? 1 : cs.n, b_cs = cs.b_col_major ? cs.k : 1;
+  const int64_t a_rs = a_col_major ? 1 : cs.k, a_cs = a_col_major ? cs.m : 1;
+  std::vector<T> b(static_cast<size_t>(cs.k * cs.n));
+  for (auto& x : b) x = static_cast<T>(dist(rng));
+  std::vector<std::vector<T>> as, c_group, c_alone;
+  std::vector<const T*> a_ptrs;
+  std::vector<T*> c_ptrs;
+  for (int64_t p = 0; p < cs.parts; ++p) {
+    as.emplace_back(static_cast<size_t>(cs.m * cs.k + 1));
+    for (auto& x : as.back()) x = static_cast<T>(dist(rng));
+    c_group.emplace_back(static_cast<size_t>(cs.m * cs.n), T(-7));
+    c_alone.emplace_back(static_cast<size_t>(cs.m * cs.n), T(-7));
+  }
+  for (int64_t p = 0; p < cs.parts; ++p) {
+    a_ptrs.push_back(as[static_cast<size_t>(p)].data() + (p % 2));
+    c_ptrs.push_back(c_group[static_cast<size_t>(p)].data());
+  }
+  if constexpr (std::is_same_v<T, float>)
+    kiln_gemm_shared_b_f32(cs.parts, cs.m, cs.n, cs.k, a_ptrs.data(), a_rs, a_cs, b.data(), b_rs, b_cs, c_ptrs.data(),
+                           cs.n, 1, 0);
+  else
+    kiln_gemm_shared_b_f64(cs.parts, cs.m, cs.n, cs.k, a_ptrs.data(), a_rs, a_cs, b.data(), b_rs, b_cs, c_ptrs.data(),
+                           cs.n, 1);
+  for (int64_t p = 0; p < cs.parts; ++p) {
+    const T* a = a_ptrs[static_cast<size_t>(p)];
+    T* alone = c_alone[static_cast<size_t>(p)].data();
+    if constexpr (std::is_same_v<T, float>)
+      kiln_gemm_f32(1, cs.m, cs.n, cs.k, 1.f, a, 0, a_rs, a_cs, b.data(), 0, b_rs, b_cs, 0.f, alone, 0, cs.n, 1, 0,
+                    nullptr, nullptr);
+    else
+      kiln_gemm_f64(1, cs.m, cs.n, cs.k, 1.0, a, 0, a_rs, a_cs, b.data(), 0, b_rs, b_cs, 0.0, alone, 0, cs.n, 1,
+                    nullptr, nullptr);
+    const auto& got = c_group[static_cast<size_t>(p)];
+    ASSERT_EQ(0, std::memcmp(got.data(), alone, got.size() * sizeof(T)))
+        << "part " << p << " of " << cs.parts << " m " << cs.m << " n " << cs.n << " k " << cs.k;
+    const double tol = (std::is_same_v<T, float> ? 4e-6 : 1e-13) * double(cs.k + 2);
+    for (int64_t i = 0; i < cs.m; i += 5)
+      for (int64_t j = 0; j < cs.n; ++j) {
+        double s = 0;
+        for (int64_t q = 0; q < cs.k; ++q) s += double(a[i * a_rs + q * a_cs]) * double(b[q * b_rs + j * b_cs]);
+        ASSERT_NEAR(got[static_cast<size_t>(i * cs.n + j)], s, tol) << "part " << p << " at " << i << "," << j;
+      }
+  }
+}
+
+// Whole-sliver parts (192 and 96 rows: multiples of every kernel's MR) run as one problem, others
+// part by part; A row- and column-major (weight gradients read dY transposed), across thread counts.
+TEST(RuntimeGemmGroup, SharedBPartsMatchSeparateCalls) {
+  ThreadCountGuard guard;
+  for (int threads : {1, 2, 3}) {
+    kiln_set_num_threads(threads);
+    for (Case cs : {Case{3, 192, 64, 300, false}, Case{2, 96, 130, 77, true}, Case{3, 50, 40, 20, false},
+                    Case{2, 13, 7, 5, true}, Case{3, 24, 64, 1, false}})
+      for (bool a_col : {false, true}) {
+        check_shared_b<float>(cs, a_col);
+        check_shared_b<double>(cs, a_col);
+      }
+  }
+}
+
+}  // namespace

@@ -200,8 +200,9 @@ def test_gemm_writes_a_view_output_in_place(tmp_path):
 
 def test_sibling_matmuls_run_as_one_grouped_gemm(tmp_path):
     """Projections of one input (Q, K, V; SwiGLU's w1 and w3) are one grouped GEMM call, with the
-    epilogue reading both results row by row. Widths that are whole micro-tiles run as one problem,
-    others part by part; transposed and sliced weights, float64, forward and gradients match eager."""
+    epilogue reading both results row by row; their weight gradients (sharing the input) are one call
+    too. Parts that are whole micro-tiles run as one problem, others part by part; transposed and
+    sliced weights, float64, forward and gradients match eager."""
     def f(x, wq, wk, wv, w1, w3):
         q, k, v = F.linear(x, wq), F.linear(x, wk), F.linear(x, wv)
         h = F.silu(F.linear(x, w1)) * F.linear(x, w3)
@@ -224,3 +225,4 @@ def test_sibling_matmuls_run_as_one_grouped_gemm(tmp_path):
     grouped = [p for p in plans if "extern matmul -> %" in p and " + %" in p]
     assert len(grouped) >= 3, plans  # each forward groups its siblings
     assert any("rows then" in line and " + %" in line for p in grouped for line in p.splitlines()), grouped
+    assert sum("[shared B]" in p for p in plans) >= 3, plans  # each backward groups its weight gradients

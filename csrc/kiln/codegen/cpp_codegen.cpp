@@ -428,21 +428,23 @@ struct Gen {
     return str_cat("kiln_parallel_for(0, ", idx(total), ", ", grain, ", ", k.name, ", &F);");
   }
 
-  // Sibling matmuls sharing A in one call (gemm_groups.cpp): B and C pointers per part.
+  // Sibling matmuls sharing A (or B) in one call (gemm_groups.cpp): the other operand's and C's
+  // pointers per part.
   void gemm_group_call(const Step& st, std::vector<std::string>& lines) {
     const std::vector<int32_t> nodes = st.extern_nodes();
     const Node& n = g.node(st.node);
-    auto a = affine_layout(g, plan.realized, plan.storage, n.inputs[0]);
-    KILN_CHECK(a.has_value(), "matmul operands must be strided");
+    const size_t shared = st.siblings_share_b ? 1 : 0, other = 1 - shared;
+    const auto s = affine_layout(g, plan.realized, plan.storage, n.inputs[shared]);
+    KILN_CHECK(s.has_value(), "matmul operands must be strided");
     const DType t = g.type(n.result).dtype;
     const std::string elem = t == DType::F32 ? "float" : "double";
-    std::string bs, cs, origins;
-    std::optional<AffineLayout> b;
+    std::string parts, cs, origins;
+    std::optional<AffineLayout> o;
     for (int32_t e : nodes) {
       const Node& x = g.node(e);
-      b = affine_layout(g, plan.realized, plan.storage, x.inputs[1]);
-      KILN_CHECK(b.has_value(), "matmul operands must be strided");
-      bs += str_cat(bs.empty() ? "" : ", ", pointer_of(*b));
+      o = affine_layout(g, plan.realized, plan.storage, x.inputs[other]);
+      KILN_CHECK(o.has_value(), "matmul operands must be strided");
+      parts += str_cat(parts.empty() ? "" : ", ", pointer_of(*o));
       cs += str_cat(cs.empty() ? "" : ", ", "F.v", x.result);
       origins += str_cat(origins.empty() ? "" : ", ", x.origin);
     }
@@ -450,19 +452,26 @@ struct Gen {
     const auto& b_sizes = g.type(n.inputs[1]).sizes;
     const Storage& rs = plan.storage[static_cast<size_t>(n.result)];
     const Kernel* ep = st.epilogue >= 0 ? &plan.kernels[static_cast<size_t>(st.epilogue)] : nullptr;
+    KILN_CHECK(!ep || !st.siblings_share_b, "a shared-B group reports no rows");
+    const std::string sfx = t == DType::F32 ? "f32" : "f64";
     const std::string planes =
         t == DType::F32 ? str_cat(", ", n.has_attr("bf16_planes") ? n.attr_int("bf16_planes") : 0) : "";
+    auto strides = [&](const AffineLayout& l) { return str_cat(idx(l.strides[0]), ", ", idx(l.strides[1])); };
     lines.push_back("  {");
-    lines.push_back(str_cat("    const ", elem, "* const group_b[] = {", bs, "};"));
+    lines.push_back(str_cat("    const ", elem, "* const group_", shared ? "a" : "b", "[] = {", parts, "};"));
     lines.push_back(str_cat("    ", elem, "* const group_c[] = {", cs, "};"));
-    lines.push_back(str_cat("    ", ep ? "if (!" : "", "kiln_gemm_group_", t == DType::F32 ? "f32" : "f64", "(",
-                            nodes.size(), ", ", idx(as[0]), ", ", idx(b_sizes[1]), ", ", idx(as[1]), ",  // ",
-                            origins));
-    lines.push_back(str_cat("        ", pointer_of(*a), ", ", idx(a->strides[0]), ", ", idx(a->strides[1]),
-                            ", group_b, ", idx(b->strides[0]), ", ", idx(b->strides[1]), ", group_c, ",
-                            idx(rs.strides[0]), ", ", idx(rs.strides[1]), planes,
-                            ep ? str_cat(", ", ep->name, ", &F))") : ", nullptr, nullptr);"));
-    if (ep) lines.push_back(str_cat("      ", launch(*ep)));
+    const std::string head = str_cat(nodes.size(), ", ", idx(as[0]), ", ", idx(b_sizes[1]), ", ", idx(as[1]));
+    const std::string c_args = str_cat("group_c, ", idx(rs.strides[0]), ", ", idx(rs.strides[1]), planes);
+    if (st.siblings_share_b) {
+      lines.push_back(str_cat("    kiln_gemm_shared_b_", sfx, "(", head, ",  // ", origins));
+      lines.push_back(str_cat("        group_a, ", strides(*o), ", ", pointer_of(*s), ", ", strides(*s), ", ", c_args,
+                              ");"));
+    } else {
+      lines.push_back(str_cat("    ", ep ? "if (!" : "", "kiln_gemm_group_", sfx, "(", head, ",  // ", origins));
+      lines.push_back(str_cat("        ", pointer_of(*s), ", ", strides(*s), ", group_b, ", strides(*o), ", ", c_args,
+                              ep ? str_cat(", ", ep->name, ", &F))") : ", nullptr, nullptr);"));
+      if (ep) lines.push_back(str_cat("      ", launch(*ep)));
+    }
     lines.push_back("  }");
   }
 

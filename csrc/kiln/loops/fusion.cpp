@@ -326,6 +326,7 @@ std::string describe_plan(const Graph& g, const KernelPlan& plan) {
         const Storage& rs = plan.storage[static_cast<size_t>(r)];
         if (rs.kind == Storage::Kind::Output) s += str_cat(" (out", rs.index, ")");
       }
+      if (st.siblings_share_b) s += " [shared B]";
       auto parts = plan.part_values.find(st.node);
       if (parts != plan.part_values.end()) {
         s += " parts:";

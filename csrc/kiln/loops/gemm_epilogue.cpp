@@ -16,6 +16,7 @@ namespace {
 // reads is in the row of its own outer index. Whatever else it reads was computed before x; what it
 // writes the memory planner keeps apart from x's operands (both belong to x's step).
 bool runs_per_row(const Graph& g, const KernelPlan& plan, const Step& x, const Kernel& k) {
+  if (x.siblings_share_b) return false;  // its rows are the parts' rows one after another: none is reported
   std::vector<ValueId> results;
   for (int32_t e : x.extern_nodes()) results.push_back(g.node(e).result);
   const auto& sizes = g.type(results[0]).sizes;

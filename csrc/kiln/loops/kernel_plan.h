@@ -52,8 +52,10 @@ struct Step {
   int32_t kernel = -1;    // index into kernels
   int32_t node = -1;      // Extern: graph node index
   int32_t epilogue = -1;  // Extern matmul: a kernel run per finished block of its rows (gemm_epilogue.cpp)
-  // Extern matmul: further matmul nodes sharing its A, computed in the same call (gemm_groups.cpp).
+  // Extern matmul: further matmul nodes sharing its A (or, siblings_share_b, its B), computed in the
+  // same call (gemm_groups.cpp).
   std::vector<int32_t> siblings;
+  bool siblings_share_b = false;
 
   // The extern nodes this step computes: `node`, then its siblings.
   std::vector<int32_t> extern_nodes() const {

@@ -25,8 +25,9 @@ void stage_loads(const Graph& g, const KernelPlan& plan, const Stage& s, std::ve
 // stage that stores the output, at the element it stores, and the two share sizes and strides.
 void plan_in_place(const Graph& g, const std::vector<std::pair<int32_t, int32_t>>& candidates, KernelPlan& plan);
 
-// Merges runs of matmul steps that share A (same window) and whose B and C agree in sizes and
-// strides into one step (Step::siblings), computed by one grouped GEMM call.
+// Merges matmul steps of a run of extern steps that share A (or B: the same window) and whose other
+// operand and C agree in sizes and strides into one step (Step::siblings), computed by one grouped
+// GEMM call at the first member's place.
 void plan_gemm_groups(const Graph& g, KernelPlan& plan);
 
 // Attaches to a matmul the kernel right after it when that kernel works row by row on the matmul's

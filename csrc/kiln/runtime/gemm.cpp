@@ -108,17 +108,34 @@ bool a_read_in_place(const Problem<T>& p) {
   return p.a_rs == 1 && (p.n <= K::NR || columns_spread_in_l1(p.a_cs * int64_t(sizeof(T)), k_block<K, T>(p.k)));
 }
 
-// Where column j of batch element bi's B (row 0) and C (row 0) are: in a group (p.parts > 1), in part
-// j / part_n.
+// Where row i of batch element bi's A, column j of its B and element (i, j) of its C are; in a group
+// (p.parts > 1), in part i / part or j / part.
+template <typename T>
+const T* a_row(const Problem<T>& p, int64_t bi, int64_t i) {
+  if (p.rows_in_parts) return p.a_parts[i / p.part] + (i % p.part) * p.a_rs;
+  return p.a + bi * p.a_bs + i * p.a_rs;
+}
 template <typename T>
 const T* b_column(const Problem<T>& p, int64_t bi, int64_t j) {
-  if (p.parts > 1) return p.b_parts[j / p.part_n] + (j % p.part_n) * p.b_cs;
+  if (p.parts > 1 && !p.rows_in_parts) return p.b_parts[j / p.part] + (j % p.part) * p.b_cs;
   return p.b + bi * p.b_bs + j * p.b_cs;
 }
 template <typename T>
-T* c_column(const Problem<T>& p, int64_t bi, int64_t j) {
-  if (p.parts > 1) return p.c_parts[j / p.part_n] + (j % p.part_n) * p.c_cs;
-  return p.c + bi * p.c_bs + j * p.c_cs;
+T* c_at(const Problem<T>& p, int64_t bi, int64_t i, int64_t j) {
+  if (p.parts == 1) return p.c + bi * p.c_bs + i * p.c_rs + j * p.c_cs;
+  if (p.rows_in_parts) return p.c_parts[i / p.part] + (i % p.part) * p.c_rs + j * p.c_cs;
+  return p.c_parts[j / p.part] + (j % p.part) * p.c_cs + i * p.c_rs;
+}
+
+// Packs A's rows [i0, i0 + mc) at k block [pc, pc + kc) as MR-row slivers into dst, one run of rows
+// per part they span.
+template <class K, typename T>
+void pack_a_block(const Problem<T>& p, int64_t bi, int64_t i0, int64_t mc, int64_t pc, int64_t kc, T* dst) {
+  for (int64_t i = i0; i < i0 + mc;) {
+    const int64_t run = p.rows_in_parts ? std::min(i0 + mc - i, p.part - i % p.part) : i0 + mc - i;
+    pack_panel<T, K::MR>(a_row(p, bi, i) + pc * p.a_cs, p.a_rs, p.a_cs, run, kc, dst + (i - i0) * kc);
+    i += run;
+  }
 }
 
 // Packs B's columns [j0, j0 + nc) at k block [pc, pc + kc) as NR-column slivers into dst, one run of
@@ -126,7 +143,7 @@ T* c_column(const Problem<T>& p, int64_t bi, int64_t j) {
 template <class K, typename T>
 void pack_b_block(const Problem<T>& p, int64_t bi, int64_t j0, int64_t nc, int64_t pc, int64_t kc, T* dst) {
   for (int64_t j = j0; j < j0 + nc;) {
-    const int64_t run = p.parts > 1 ? std::min(j0 + nc - j, p.part_n - j % p.part_n) : j0 + nc - j;
+    const int64_t run = p.parts > 1 && !p.rows_in_parts ? std::min(j0 + nc - j, p.part - j % p.part) : j0 + nc - j;
     pack_panel<T, K::NR>(b_column(p, bi, j) + pc * p.b_rs, p.b_cs, p.b_rs, run, kc, dst + (j - j0) * kc);
     j += run;
   }
@@ -148,7 +165,6 @@ template <class K, typename T>
 void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   using Blk = Blocking<K, T>;
   constexpr int MR = K::MR, NR = K::NR;
-  const T* A = p.a + bi * p.a_bs;
   const int64_t M = m1 - m0, N = n1 - n0, Kd = p.k;
 
   // Split each dimension into equal blocks no larger than the cache limit (no runt last block).
@@ -201,9 +217,9 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
     for (int64_t pc = 0; pc < Kd; pc += kc_blk) {
       const int64_t kc = std::min(kc_blk, Kd - pc);
       if (!a_in_place) {
-        pack_panel<T, MR>(A + ic * p.a_rs + pc * p.a_cs, p.a_rs, p.a_cs, mc, kc, Ap);
+        pack_a_block<K>(p, bi, ic, mc, pc, kc, Ap);
       } else if (mc % MR != 0) {  // only the partial last sliver
-        const T* src = A + (ic + mc / MR * MR) * p.a_rs + pc * p.a_cs;
+        const T* src = a_row(p, bi, ic + mc / MR * MR) + pc * p.a_cs;
         if (a_rows)
           pack_rows<T, MR>(src, p.a_rs, static_cast<int>(mc % MR), kc, Ap, lda_p);
         else
@@ -221,13 +237,13 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
         for (int64_t ir = 0; ir < mc; ir += MR) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
           const bool in_place = a_in_place && mr == MR;
-          const T* a_sl = in_place     ? A + (ic + ir) * p.a_rs + pc * p.a_cs
+          const T* a_sl = in_place     ? a_row(p, bi, ic + ir) + pc * p.a_cs
                           : a_in_place ? Ap
                                        : Ap + ir * kc;  // pack_panel's sliver pitch: MR * kc
           const int64_t ld = in_place ? lda_in_place : lda_p;
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
-            T* cp = c_column(p, bi, jc + jr) + (ic + ir) * p.c_rs;
+            T* cp = c_at(p, bi, ic + ir, jc + jr);
             if (direct) {
               kernel(kc, a_sl, ld, Bp + jr * kc, cp, p.c_rs, mr, nr, p.alpha, beta, a_prefetch && jr == 0);
             } else {
@@ -428,11 +444,12 @@ bool gemm(Problem<T> p);
 // computed the same way in either case).
 template <typename T>
 bool group_runs_whole(const Problem<T>& p) {
-  if (p.c_cs != 1 || p.m <= 1 || p.k <= 1) return false;
+  if (p.c_cs != 1 || p.m <= 1 || p.n <= 1 || p.k <= 1) return false;
   if constexpr (std::is_same_v<T, float>)
     if (p.bf16_planes > 0 && amx::available()) return false;
   const bool rows = p.a_cs == 1 && a_read_in_place<RowKernel<T>>(p);
-  return p.part_n % (rows ? RowKernel<T>::NR : Kernel<T>::NR) == 0;
+  if (p.rows_in_parts) return p.part % (rows ? RowKernel<T>::MR : Kernel<T>::MR) == 0;
+  return p.part % (rows ? RowKernel<T>::NR : Kernel<T>::NR) == 0;
 }
 
 // Part by part, a row is final when the last part has computed it: only that part reports rows.
@@ -443,8 +460,9 @@ bool gemm_group(Problem<T> p) {
   for (int64_t i = 0; i < p.parts; ++i) {
     Problem<T> one = p;
     one.parts = 1;
-    one.n = p.part_n;
-    one.b = p.b_parts[i];
+    one.rows_in_parts = false;
+    (p.rows_in_parts ? one.m : one.n) = p.part;
+    (p.rows_in_parts ? one.a : one.b) = (p.rows_in_parts ? p.a_parts : p.b_parts)[i];
     one.c = p.c_parts[i];
     if (i + 1 < p.parts) one.rows_done = nullptr;
     reported = gemm(one);
@@ -523,8 +541,27 @@ int kiln_gemm_group_f32(int64_t parts, int64_t m, int64_t n, int64_t k, const fl
   kiln_rt::gemm::Problem<float> p{1, m, parts * n, k, 1.0f, 0.0f, a, 0, a_rs, a_cs, b[0], 0, b_rs, b_cs, c[0],
                                   0, c_rs, c_cs, bf16_planes < 0 ? 0 : bf16_planes > 3 ? 3 : bf16_planes,
                                   rows_done, rows_ctx};
-  p.parts = parts, p.part_n = n, p.b_parts = b, p.c_parts = c;
+  p.parts = parts, p.part = n, p.b_parts = b, p.c_parts = c;
   return kiln_rt::gemm::gemm_group(p) ? 1 : 0;
+}
+
+void kiln_gemm_shared_b_f32(int64_t parts, int64_t m, int64_t n, int64_t k, const float* const* a, int64_t a_rs,
+                            int64_t a_cs, const float* b, int64_t b_rs, int64_t b_cs, float* const* c, int64_t c_rs,
+                            int64_t c_cs, int bf16_planes) {
+  kiln_rt::gemm::Problem<float> p{1, parts * m, n, k, 1.0f, 0.0f, a[0], 0, a_rs, a_cs, b, 0, b_rs, b_cs, c[0],
+                                  0, c_rs, c_cs, bf16_planes < 0 ? 0 : bf16_planes > 3 ? 3 : bf16_planes,
+                                  nullptr, nullptr};
+  p.parts = parts, p.part = m, p.rows_in_parts = parts > 1, p.a_parts = a, p.c_parts = c;
+  kiln_rt::gemm::gemm_group(p);
+}
+
+void kiln_gemm_shared_b_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* const* a, int64_t a_rs,
+                            int64_t a_cs, const double* b, int64_t b_rs, int64_t b_cs, double* const* c,
+                            int64_t c_rs, int64_t c_cs) {
+  kiln_rt::gemm::Problem<double> p{1, parts * m, n, k, 1.0, 0.0, a[0], 0, a_rs, a_cs, b, 0, b_rs, b_cs, c[0],
+                                   0, c_rs, c_cs, 0, nullptr, nullptr};
+  p.parts = parts, p.part = m, p.rows_in_parts = parts > 1, p.a_parts = a, p.c_parts = c;
+  kiln_rt::gemm::gemm_group(p);
 }
 
 int kiln_gemm_group_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* a, int64_t a_rs,
@@ -532,7 +569,7 @@ int kiln_gemm_group_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const do
                         int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done, void* rows_ctx) {
   kiln_rt::gemm::Problem<double> p{1, m, parts * n, k, 1.0, 0.0, a, 0, a_rs, a_cs, b[0], 0, b_rs, b_cs, c[0],
                                    0, c_rs, c_cs, 0, rows_done, rows_ctx};
-  p.parts = parts, p.part_n = n, p.b_parts = b, p.c_parts = c;
+  p.parts = parts, p.part = n, p.b_parts = b, p.c_parts = c;
   return kiln_rt::gemm::gemm_group(p) ? 1 : 0;
 }
 

@@ -25,10 +25,13 @@ struct Problem {
   void (*rows_done)(void*, int64_t, int64_t) = nullptr;
   void* rows_ctx = nullptr;
   bool rows_inline = false;  // rows of this problem are the caller's rows (no transposed C, no shared C)
-  // A group of products sharing A (kiln_gemm_group_f32): n = parts * part_n columns, column j in
-  // part j / part_n, whose B and C start at b_parts / c_parts (then b and c are unused; batch is 1).
-  // Each part's column count is a multiple of the kernel's NR, so no micro-tile straddles two parts.
-  int64_t parts = 1, part_n = 0;
+  // A group of products computed as one (batch is 1). Sharing A (kiln_gemm_group_*): n = parts *
+  // part columns, column j in part j / part, whose B and C start at b_parts / c_parts. Sharing B
+  // (kiln_gemm_shared_b_*, rows_in_parts): m = parts * part rows, row i in part i / part, A and C at
+  // a_parts / c_parts. Parts are whole micro-tiles (NR columns, MR rows), so none straddles two.
+  int64_t parts = 1, part = 0;
+  bool rows_in_parts = false;
+  const T* const* a_parts = nullptr;
   const T* const* b_parts = nullptr;
   T* const* c_parts = nullptr;
   uint64_t call = 0;         // which kiln_gemm call this is: operands do not change within one

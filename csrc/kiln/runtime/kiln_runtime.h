@@ -52,6 +52,16 @@ int kiln_gemm_group_f32(int64_t parts, int64_t m, int64_t n, int64_t k, const fl
 int kiln_gemm_group_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* a, int64_t a_rs,
                         int64_t a_cs, const double* const* b, int64_t b_rs, int64_t b_cs, double* const* c,
                         int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done, void* rows_ctx);
+// Sibling products sharing B, in one call: C_p = A_p B for p < parts (the weight gradients of the Q,
+// K and V projections, all against the same input). Every A_p is m x k with strides (a_rs, a_cs),
+// every C_p m x n with (c_rs, c_cs). B is packed once for all parts' rows. Results are those of
+// `parts` kiln_gemm calls.
+void kiln_gemm_shared_b_f32(int64_t parts, int64_t m, int64_t n, int64_t k, const float* const* a, int64_t a_rs,
+                            int64_t a_cs, const float* b, int64_t b_rs, int64_t b_cs, float* const* c, int64_t c_rs,
+                            int64_t c_cs, int bf16_planes);
+void kiln_gemm_shared_b_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* const* a, int64_t a_rs,
+                            int64_t a_cs, const double* b, int64_t b_rs, int64_t b_cs, double* const* c,
+                            int64_t c_rs, int64_t c_cs);
 // 1 when float GEMMs with bf16_planes > 0 can run on AMX here (the CPU has it, the kernel grants
 // it, KILN_GEMM_AMX is not 0); 0 when they run on the FMA kernels.
 int kiln_gemm_has_amx(void);
