@@ -38,11 +38,13 @@ constexpr double kMinFlopsPerThread = 1 << 19;
 // configuring tiles costs more than AMX saves.
 constexpr double kMinAmxFlops = 1 << 20;
 
-// Cache blocking for kernel K: the A sliver (MR x KC) takes ~18 KiB of L1, the packed B block
-// (KC x NC) ~1 MiB of L2, the packed A block (MC x KC) ~3 MiB of L3.
+// Cache blocking for kernel K: the A sliver (MR x KC) takes up to ~36 KiB of L1 and at most 768 steps,
+// the packed B block (KC x NC) ~1 MiB of L2, the packed A block (MC x KC) ~3 MiB of L3. Fewer, longer
+// k blocks mean fewer passes over C: the 12-row kernel at 768 steps instead of 384 ran 1024^3 4% and
+// 1024x4096x1024 6% faster (interleaved, one process), the streamed A sliver notwithstanding.
 template <class K, typename T>
 struct Blocking {
-  static constexpr int64_t KC = std::max<int64_t>(16, (18 * 1024 / (K::MR * sizeof(T))) / 8 * 8);
+  static constexpr int64_t KC = std::clamp<int64_t>((36 * 1024 / (K::MR * sizeof(T))) / 8 * 8, 16, 768);
   static constexpr int64_t NC = std::max<int64_t>(K::NR, (1024 * 1024 / (KC * sizeof(T))) / K::NR * K::NR);
   static constexpr int64_t MC = std::max<int64_t>(K::MR, (3 * 1024 * 1024 / (KC * sizeof(T))) / K::MR * K::MR);
 };
