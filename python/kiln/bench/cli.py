@@ -100,8 +100,9 @@ def _header(settings, rows, warmups, cache_note, wall) -> list[str]:
         f"- warm-up {s.warmup} forward + {s.warmup} backward, then at least {s.min_iters} timed iterations "
         f"and {s.min_seconds:g} s per attention cell; TransformerLM rows: warm-up {s.warmup} steps, then at least "
         f"{s.lm_min_iters} steps and {s.lm_min_seconds:g} s; the TransformerLM contenders (and each GEMM micro "
-        "shape's) are timed side by side, one call each per round (the first rotating), so host drift hits all "
-        "of them alike",
+        "shape's) are timed side by side, one timed call each per round (the first rotating), so host drift hits "
+        "all of them alike; each timed call follows an untimed call of the same contender, so none starts "
+        "with the caches another contender left behind",
         "- times are `mean±std (median)` ms; speedup = eager median / contender median (> 1 is faster than eager)",
         "- attention forward is timed with grad enabled; backward times `loss.backward()` after an untimed forward "
         "(`loss = out.sum()`, grads cleared)",

@@ -54,11 +54,15 @@ def measure(step, *, prepare=None, warmup=3, min_iters=10, min_seconds=2.0, max_
 
 
 def measure_interleaved(steps, *, warmup=3, min_iters=10, min_seconds=2.0, max_iters=100000) -> list[Stats]:
-    """Time several callables side by side: rounds of one call each, the starting one rotating.
+    """Time several callables side by side: rounds of one timed call each, the starting one rotating.
 
     A host whose speed drifts over minutes (shared machines: up to 2x here) then slows every contender
-    alike instead of whichever ran during the slow minute, so their ratio holds. Runs until each has
-    `min_iters` iterations and `min_seconds` of timed work.
+    alike instead of whichever ran during the slow minute, so their ratio holds. Each timed call comes
+    right after an untimed call of the same callable: timed back to back with a different contender,
+    a call would start with the caches (packed operands, outputs, weights) the other left behind,
+    always the same neighbour in a rotation. In a loop of one model, as users run it, its own
+    previous call is what precedes it. Runs until each has `min_iters` iterations and `min_seconds`
+    of timed work.
     """
     for step in steps:
         for _ in range(warmup):
@@ -74,6 +78,8 @@ def measure_interleaved(steps, *, warmup=3, min_iters=10, min_seconds=2.0, max_i
         while any(len(t) < min_iters or total < min_seconds for t, total in zip(times, totals)) and rounds < max_iters:
             for k in range(len(steps)):
                 i = (rounds + k) % len(steps)
+                del_result = steps[i]()  # untimed: the contender's own previous call precedes the timed one
+                del del_result
                 t0 = time.perf_counter()
                 result = steps[i]()
                 t1 = time.perf_counter()
