@@ -31,6 +31,20 @@ void count_rows(void* ctx, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) static_cast<Rows*>(ctx)->seen[static_cast<size_t>(r)].fetch_add(1);
 }
 
+// Every `stride`-th row of one part's m x n result (row-major) within rounding of the double product
+// of A and B given as strided views.
+template <typename T>
+void expect_near_product(const Case& cs, int64_t part, const T* got, const T* a, int64_t a_rs, int64_t a_cs,
+                         const T* b, int64_t b_rs, int64_t b_cs, int64_t stride) {
+  const double tol = (std::is_same_v<T, float> ? 4e-6 : 1e-13) * double(cs.k + 2);
+  for (int64_t i = 0; i < cs.m; i += stride)
+    for (int64_t j = 0; j < cs.n; ++j) {
+      double s = 0;
+      for (int64_t q = 0; q < cs.k; ++q) s += double(a[i * a_rs + q * a_cs]) * double(b[q * b_rs + j * b_cs]);
+      ASSERT_NEAR(got[i * cs.n + j], s, tol) << "part " << part << " at " << i << "," << j;
+    }
+}
+
 template <typename T>
 int group_call(const Case& cs, const T* a, const std::vector<const T*>& b, int64_t b_rs, int64_t b_cs,
                const std::vector<T*>& c, Rows* rows) {
@@ -81,14 +95,7 @@ void check_group(const Case& cs) {
     const auto& got = cs_group[static_cast<size_t>(p)];
     ASSERT_EQ(0, std::memcmp(got.data(), cs_alone[static_cast<size_t>(p)].data(), got.size() * sizeof(T)))
         << "part " << p << " of " << cs.parts << " m " << cs.m << " n " << cs.n << " k " << cs.k;
-    const double tol = (std::is_same_v<T, float> ? 4e-6 : 1e-13) * double(cs.k + 2);
-    for (int64_t i = 0; i < cs.m; i += 7)
-      for (int64_t j = 0; j < cs.n; ++j) {
-        double s = 0;
-        for (int64_t q = 0; q < cs.k; ++q)
-          s += double(a[static_cast<size_t>(i * cs.k + q)]) * double(b_ptrs[static_cast<size_t>(p)][q * b_rs + j * b_cs]);
-        ASSERT_NEAR(got[static_cast<size_t>(i * cs.n + j)], s, tol) << "part " << p << " at " << i << "," << j;
-      }
+    expect_near_product<T>(cs, p, got.data(), a.data(), cs.k, 1, b_ptrs[static_cast<size_t>(p)], b_rs, b_cs, 7);
   }
 }
 
@@ -170,13 +177,7 @@ void check_shared_b(const Case& cs, bool a_col_major) {
     const auto& got = c_group[static_cast<size_t>(p)];
     ASSERT_EQ(0, std::memcmp(got.data(), alone, got.size() * sizeof(T)))
         << "part " << p << " of " << cs.parts << " m " << cs.m << " n " << cs.n << " k " << cs.k;
-    const double tol = (std::is_same_v<T, float> ? 4e-6 : 1e-13) * double(cs.k + 2);
-    for (int64_t i = 0; i < cs.m; i += 5)
-      for (int64_t j = 0; j < cs.n; ++j) {
-        double s = 0;
-        for (int64_t q = 0; q < cs.k; ++q) s += double(a[i * a_rs + q * a_cs]) * double(b[q * b_rs + j * b_cs]);
-        ASSERT_NEAR(got[static_cast<size_t>(i * cs.n + j)], s, tol) << "part " << p << " at " << i << "," << j;
-      }
+    expect_near_product<T>(cs, p, got.data(), a, a_rs, a_cs, b.data(), b_rs, b_cs, 5);
   }
 }
 
