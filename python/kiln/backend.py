@@ -129,7 +129,7 @@ def compile_aten_graph(gm: torch.fx.GraphModule, example_inputs, *, opts: Option
             e.node.meta["kiln_rejected"] = e.reason
             reasons[e.reason] = e.node
         else:
-            return with_mutations(_boxed(runner if runner is not None else gm.forward), mutations)
+            return with_mutations(runner.boxed() if runner is not None else _boxed(gm.forward), mutations)
 
     # Tensor constants (get_attr) stay outside the partitions, which take them as inputs.
     for r in reasons:

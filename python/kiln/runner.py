@@ -55,7 +55,6 @@ class KilnGraph:
         self.static = not self.imp.symbols
         self.out_dtypes = [_DTYPES[self.compiled.output_dtype(j)] for j in range(len(self.imp.kiln_outputs))]
         self._static_layouts = self._layouts([]) if self.static else None
-        self._disabled = False
         self.write_into: dict[int, int] = {}  # kiln output -> argument that is its buffer (kiln.mutations)
         for j, (i, arg) in candidates.items():
             if self.compiled.in_place_of(j) == i:
@@ -99,9 +98,29 @@ class KilnGraph:
             fixed[i] = torch.empty_strided(t.shape, want, dtype=t.dtype).copy_(t)
         return fixed
 
+    def boxed(self):
+        """The boxed call AOTAutograd makes (a list of arguments, cleared by the call).
+
+        The common call (static sizes, every output a fresh tensor) is one native call: _C.BoxedCall
+        checks the inputs, allocates the outputs and runs the graph; any other call goes through
+        __call__ here.
+        """
+        def slow(args):
+            out = self(*args)
+            args.clear()  # let AOTAutograd's inputs die early
+            return out
+
+        slow._boxed_call = True
+        fast = self._fast
+        if fast is None or self.write_into or fast[2] or any(a is None for a in fast[0]):
+            return slow
+        native = _C.BoxedCall(self.compiled, self.imp.tensor_args, fast[0], fast[1], _alloc, slow)
+        native._boxed_call = True
+        return native
+
     def __call__(self, *args):
         fast = self._fast
-        if fast is not None and not self.write_into and not self._disabled:
+        if fast is not None and not self.write_into:
             outs = [a and _alloc(*a) for a in fast[0]]
             try:
                 self.compiled.run([args[i] for i in self.imp.tensor_args], outs, ())
@@ -113,9 +132,6 @@ class KilnGraph:
         return self._call(args)
 
     def _call(self, args):
-        if self._disabled:
-            api.count("eager_calls")
-            return self.fallback(*args)
         imp = self.imp
         syms = [int(args[i]) if d < 0 else args[i].shape[d] for i, d in imp.symbol_sources]
         inputs = [args[i] for i in imp.tensor_args]

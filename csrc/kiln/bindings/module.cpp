@@ -6,6 +6,8 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include "kiln/bindings/boxed_call.h"
+#include "kiln/bindings/torch_tensor.h"
 #include "kiln/driver/compiled_graph.h"
 #include "kiln/importer/aten_importer.h"
 #include "kiln/jit/disk_cache.h"
@@ -17,6 +19,8 @@
 
 namespace nb = nanobind;
 using namespace kiln;
+using kiln::bindings::read_tensor;
+using kiln::bindings::TensorView;
 
 namespace {
 
@@ -72,35 +76,6 @@ AtenArg to_arg(const nb::handle& h) {
 }
 
 DType dtype_of(const nb::handle& tensor_dtype) { return dtype_from_torch(nb::cast<std::string>(nb::str(tensor_dtype))); }
-
-// torch.dtype objects are singletons: remember each one's kiln dtype by identity (the call path
-// reads one per input, and formatting a dtype to text costs more than the rest of the read).
-DType cached_dtype_of(const nb::handle& tensor_dtype) {
-  static std::vector<std::pair<PyObject*, DType>> seen;
-  for (const auto& [obj, t] : seen)
-    if (obj == tensor_dtype.ptr()) return t;
-  DType t = dtype_of(tensor_dtype);
-  seen.emplace_back(tensor_dtype.inc_ref().ptr(), t);
-  return t;
-}
-
-// Reads a torch tensor's pointer, sizes and strides through its Python API (no libtorch ABI).
-struct TensorView {
-  std::vector<int64_t> sizes, strides;
-  TensorArg arg;
-};
-
-void read_tensor(const nb::handle& t, TensorView& v) {
-  v.sizes.clear();
-  v.strides.clear();
-  for (nb::handle s : t.attr("shape")) v.sizes.push_back(nb::cast<int64_t>(s));
-  for (nb::handle s : t.attr("stride")()) v.strides.push_back(nb::cast<int64_t>(s));
-  v.arg.data = reinterpret_cast<void*>(nb::cast<uintptr_t>(t.attr("data_ptr")()));
-  v.arg.ndim = static_cast<int64_t>(v.sizes.size());
-  v.arg.sizes = v.sizes.data();
-  v.arg.strides = v.strides.data();
-  v.arg.dtype = cached_dtype_of(t.attr("dtype"));
-}
 
 }  // namespace
 
@@ -199,13 +174,13 @@ NB_MODULE(_C, m) {
              std::vector<TensorView> views(ni);
              std::vector<TensorArg> args(ni);
              for (size_t i = 0; i < ni; ++i) {
-               read_tensor(inputs[i], views[i]);
+               read_tensor(inputs[i].ptr(), views[i]);
                args[i] = views[i].arg;
                buffers[i] = views[i].arg.data;
              }
              for (size_t j = 0; j < no; ++j) {
                nb::handle o = outputs[j];
-               buffers[ni + j] = o.is_none() ? nullptr : reinterpret_cast<void*>(nb::cast<uintptr_t>(o.attr("data_ptr")()));
+               buffers[ni + j] = o.is_none() ? nullptr : kiln::bindings::tensor_data(o.ptr());
              }
              if (check) c.check_inputs(args, syms);
              nb::gil_scoped_release release;
@@ -261,6 +236,7 @@ NB_MODULE(_C, m) {
   m.def("set_num_threads", &kiln_set_num_threads);
   m.def("share_openmp_pool", [](const std::string& path) { return kiln_share_openmp_pool(path.c_str()) != 0; });
   m.def("get_num_threads", &kiln_get_num_threads);
+  kiln::bindings::bind_boxed_call(m);
   m.def("run_passes", [](const std::string& text) {
     return print_graph(run_graph_pipeline(parse_graph(text), PipelineOptions{}));
   });

@@ -41,6 +41,31 @@ def null_contender() -> Contender:
     return Contender("null", aot_autograd(fw_compiler=passthrough, bw_compiler=passthrough))
 
 
+def no_work_contender() -> Contender:
+    """The least an aot_autograd backend can pay for the one-op graph: Dynamo, AOTAutograd and the
+    result's allocation (with the allocator Inductor's generated code uses), but no computation."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    try:
+        from torch._C._dynamo.guards import _empty_strided_cpu as alloc
+    except ImportError:  # pragma: no cover - another torch
+        def alloc(sizes, strides, dtype):
+            return torch.empty_strided(sizes, strides, dtype=dtype)
+
+    def allocate_only(gm, _example_inputs):
+        val = next(n for n in gm.graph.nodes if n.op == "output").args[0][0].meta["val"]
+        sizes, strides, dtype = tuple(val.shape), tuple(val.stride()), val.dtype
+
+        def call(args):
+            args.clear()
+            return [alloc(sizes, strides, dtype)]
+
+        call._boxed_call = True
+        return call
+
+    return Contender("no work", aot_autograd(fw_compiler=allocate_only, inference_compiler=allocate_only))
+
+
 def _time(settings, fn, *args):
     with torch.no_grad():
         fn(*args)  # first call: compilation, not timed
@@ -138,7 +163,8 @@ def reduction(settings, progress) -> list[dict]:
 
 
 def overhead(settings, progress) -> list[dict]:
-    """Per-call cost of a one-op graph on a 1-element tensor, and the same net of the `null` backend.
+    """Per-call cost of a one-op graph on a 1-element tensor, net of the `null` backend (benchmarks.md)
+    and net of `no work` (what remains of a call beyond Dynamo, AOTAutograd and allocating the result).
 
     The contenders take turns, one batch of calls each per round, and each reports its median batch:
     a host that speeds up or slows down during the measurement shifts every contender alike."""
@@ -146,7 +172,7 @@ def overhead(settings, progress) -> list[dict]:
     rows, fns = [], {}
     torch._dynamo.reset()
     # "dynamo only" (Dynamo's own pass-through, no AOTAutograd) shows what the frame hook and guards cost.
-    extra = [null_contender(), Contender("dynamo only", "eager")]
+    extra = [null_contender(), no_work_contender(), Contender("dynamo only", "eager")]
     for cont in [settings.contenders[0]] + extra + settings.contenders[1:]:
         row = {"suite": "micro", "bench": "overhead", "contender": cont.name, "error": ""}
         with progress.task(f"overhead {cont.name} (compile)"):
@@ -174,11 +200,14 @@ def overhead(settings, progress) -> list[dict]:
         times = sorted(per_call.get(row["contender"], []))
         if times:
             row["us_per_call"] = times[len(times) // 2]
-    null = next((r.get("us_per_call") for r in rows if r["contender"] == "null"), None)
+    refs = {name: next((r.get("us_per_call") for r in rows if r["contender"] == name), None)
+            for name in ("null", "no work")}
     for r in rows:
-        if null is not None and r.get("us_per_call") is not None and r["contender"] not in ("eager", "null",
-                                                                                             "dynamo only"):
-            r["net_us"] = r["us_per_call"] - null
+        if r.get("us_per_call") is None or r["contender"] in ("eager", "null", "no work", "dynamo only"):
+            continue
+        for key, name in (("net_us", "null"), ("net_of_no_work_us", "no work")):
+            if refs[name] is not None:
+                r[key] = r["us_per_call"] - refs[name]
     torch._dynamo.reset()
     return rows
 

@@ -90,14 +90,16 @@ def _overhead(rows) -> list[str]:
     mine = _get(rows, bench="overhead")
     if not mine:
         return []
-    header = ["contender", "µs per call", "net of null (µs)"]
+    header = ["contender", "µs per call", "net of null (µs)", "net of no work (µs)"]
     body = []
     for r in mine:
         per_call = f"{r['contender']}: {r['error']}" if r.get("error") else _num(r.get("us_per_call"), "{:.2f}")
-        body.append([r["contender"], per_call, _num(r.get("net_us"), "{:.2f}")])
-    note = ("one-op graph (`x + 1`) on a 1-element tensor; null = aot_autograd with a pass-through compiler; "
-            "dynamo only = Dynamo's `eager` backend (no AOTAutograd); net < 0: a leaner call path than "
-            "aot_autograd's generic runtime wrappers")
+        body.append([r["contender"], per_call, _num(r.get("net_us"), "{:.2f}"),
+                     _num(r.get("net_of_no_work_us"), "{:.2f}")])
+    note = ("one-op graph (`x + 1`) on a 1-element tensor, contenders in turns; null = aot_autograd with a "
+            "pass-through compiler (it runs the FX graph's aten op in Python, so a compiled call can cost "
+            "less: net < 0); no work = aot_autograd whose compiled graph only allocates its result; "
+            "dynamo only = Dynamo's `eager` backend (no AOTAutograd)")
     return ["### Per-call overhead", "", note, "", table(header, body), ""]
 
 

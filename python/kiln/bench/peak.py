@@ -79,9 +79,10 @@ int main(int argc, char **argv) {
     memset(jobs, 0, sizeof jobs);
     double best = 0;
     if (!strcmp(argv[1], "fma")) {
-        for (int width = 8; width <= 16; width *= 2)
-            for (int rep = 0; rep < 3; rep++) {
-                long iters = 20000000L / width;
+        /* ~30 ms per run, 8 runs per width, alternating: a short dip of a shared host cannot decide it */
+        for (int rep = 0; rep < 8; rep++)
+            for (int width = 8; width <= 16; width *= 2) {
+                long iters = 200000000L / width;
                 for (int i = 0; i < threads; i++) { jobs[i].iters = iters; jobs[i].width = width; }
                 double s = run(fma_worker, jobs, threads);
                 double gflops = 2.0 * NACC * width * iters * threads / s / 1e9;

@@ -1,0 +1,73 @@
+"""The call path of a compiled graph: the one native call (_C.BoxedCall) a static graph gets, and the
+Python path it hands every other call to (inputs in another layout or dtype)."""
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from kiln import _C, api
+from kiln.backend import compile_aten_graph
+from kiln.options import Options
+from conftest import StatsWatch, assert_kiln_ran, assert_same
+
+
+def _boxed(fn, *example):
+    gm = make_fx(fn)(*example)
+    return compile_aten_graph(gm, list(example), opts=Options.from_args(None, None), kind="inference")
+
+
+def _two_outputs(x, y):
+    return torch.relu(x @ y) + 1, (x * 2).sum(1)
+
+
+def test_static_graph_call_is_one_native_call():
+    x, y = torch.randn(7, 5), torch.randn(5, 3)
+    call = _boxed(_two_outputs, x, y)
+    assert isinstance(call, _C.BoxedCall) and call._boxed_call
+    with StatsWatch() as w:
+        args = [x, y]
+        first = call(args)
+        assert args == []  # AOTAutograd's boxed convention: the call lets its inputs go
+        second = call([x, y])
+    assert_kiln_ran(w.delta)
+    assert w.delta["calls"] == 2
+    for got, want in zip(first, _two_outputs(x, y)):
+        assert_same(got, want)
+    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(first, second))  # fresh outputs per call
+
+
+def test_input_in_another_layout_takes_the_python_path():
+    x, y = torch.randn(7, 5), torch.randn(5, 3)
+    call = _boxed(_two_outputs, x, y)
+    xt = torch.randn(5, 7).t()  # same sizes, column-major
+    before = api.stats().get("inputs_restrided", 0)
+    with StatsWatch() as w:
+        args = [xt, y]
+        got = call(args)
+    assert args == []
+    assert_kiln_ran(w.delta)
+    assert w.delta["calls"] == 1
+    assert api.stats().get("inputs_restrided", 0) == before + 1
+    for g, want in zip(got, _two_outputs(xt, y)):
+        assert_same(g, want)
+
+
+def test_input_of_another_dtype_runs_eagerly_not_wrongly():
+    x, y = torch.randn(7, 5), torch.randn(5, 3)
+    call = _boxed(_two_outputs, x, y)
+    xd, yd = x.double(), y.double()
+    got = call([xd, yd])
+    for g, want in zip(got, _two_outputs(xd, yd)):
+        assert g.dtype == torch.float64
+        assert_same(g, want)
+
+
+def test_graph_returning_a_view_keeps_the_python_path():
+    x = torch.randn(4, 6)
+    call = _boxed(lambda a: (a.t(), a * 3), x)  # an output that is a view of the input
+    assert not isinstance(call, _C.BoxedCall)
+    with StatsWatch() as w:
+        got = call([x])
+    assert_kiln_ran(w.delta)
+    assert w.delta["calls"] == 1
+    assert_same(got[0], x.t())
+    assert got[0].data_ptr() == x.data_ptr()
+    assert_same(got[1], x * 3)
