@@ -95,13 +95,21 @@ def gemm(settings, progress) -> list[dict]:
                     settings.log_error(f"gemm {label} {c.name}", exc)
             rows.append(row)
         if ready:
+            steps = [lambda fn=fn: fn(a, b) for _, fn in ready]
+            # The FMA peak loop takes turns with the contenders, on the same pool and the same number
+            # of flops: the peak at the same moments, for a shared host whose speed drifts.
+            fma = peak.fma_step(settings.threads, 2 * M * K * N)
+            if fma is not None:
+                steps.append(fma[0])
             with torch.no_grad():
                 # The contenders' code was traced after a Dynamo reset each: their warm-up calls
                 # trace it again (from the compilers' caches), untimed.
-                stats = measure_interleaved([lambda fn=fn: fn(a, b) for _, fn in ready], warmup=settings.warmup,
-                                            min_iters=settings.min_iters, min_seconds=min(settings.min_seconds, 1.0))
+                stats = measure_interleaved(steps, warmup=settings.warmup, min_iters=settings.min_iters,
+                                            min_seconds=min(settings.min_seconds, 1.0))
+            same_rounds = fma[1] / stats[-1].median_ms / 1e6 if fma is not None else None
             for (row, _), st in zip(ready, stats):
-                row.update(median_ms=st.median_ms, gflops=2 * M * K * N / st.median_ms / 1e6)
+                row.update(median_ms=st.median_ms, gflops=2 * M * K * N / st.median_ms / 1e6,
+                           fma_same_rounds_gflops=same_rounds)
     return rows
 
 

@@ -51,8 +51,8 @@ def _gemm(rows, contenders, fma) -> list[str]:
             if r.get("error"):
                 line.append(f"{n}: {r['error']}")
             elif r.get("gflops") is not None:
-                pct = f" ({100 * r['gflops'] / peak:.0f}%)" if peak else ""
-                line.append(f"{r['gflops']:.1f}{pct}")
+                shares = [f"{100 * r['gflops'] / p:.0f}%" for p in (peak, r.get("fma_same_rounds_gflops")) if p]
+                line.append(f"{r['gflops']:.1f} ({' / '.join(shares)})" if shares else f"{r['gflops']:.1f}")
             else:
                 line.append(DASH)
         base = by.get("eager", {}).get("gflops")
@@ -61,7 +61,9 @@ def _gemm(rows, contenders, fma) -> list[str]:
                 g = by.get(n, {}).get("gflops")
                 line.append(f"{g / base:.2f}x" if g and base else DASH)
         body.append(line)
-    note = "eager is `torch.mm`; (%) is the share of the measured FMA peak"
+    note = ("eager is `torch.mm`; (a% / b%): the share of the FMA peak measured at the start of the run, "
+            "and of the FMA peak loop timed in the same rounds as the contenders (same pool, same flops "
+            "per call; it shows the machine's speed at those moments on a shared host)")
     return ["### GEMM", "", note, "", table(header, body), ""]
 
 

@@ -109,23 +109,74 @@ int main(int argc, char **argv) {
 """
 
 
-def _build() -> str:
-    """Path of the compiled helper (cached by source hash); raises if no compiler works."""
+# The same FMA loop as a library function run on PyTorch's own OpenMP pool (its GOMP_parallel is
+# passed in), so that it can take turns with GEMMs in one timing loop: the peak at the same moments.
+_IN_PROCESS_SOURCE = r"""
+typedef float v16 __attribute__((vector_size(64)));
+typedef struct { long iters; float sink[256]; } job_t;
+static volatile float seed_a = 0.999999f, seed_b = 1e-6f;
+#define STEP(x) x = x * a + b;
+static void body(void *p) {
+    job_t *job = (job_t *)p;
+    v16 a, b, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11;
+    for (int k = 0; k < 16; k++) { a[k] = seed_a; b[k] = seed_b; x0[k] = x1[k] = x2[k] = x3[k] = k;
+        x4[k] = x5[k] = x6[k] = x7[k] = x8[k] = x9[k] = x10[k] = x11[k] = k; }
+    for (long i = 0; i < job->iters; i++) {
+        STEP(x0) STEP(x1) STEP(x2) STEP(x3) STEP(x4) STEP(x5) STEP(x6) STEP(x7) STEP(x8) STEP(x9) STEP(x10) STEP(x11) }
+    v16 s = x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11;
+    float t = 0; for (int k = 0; k < 16; k++) t += s[k];
+    job->sink[0] += t;  /* racy on purpose: only keeps the loop alive */
+}
+typedef void (*gomp_parallel_t)(void (*)(void *), void *, unsigned, unsigned);
+/* Every thread of the pool runs iters steps of 12 independent 16-wide FMAs: 384 * iters flops each. */
+void kiln_bench_fma(void *gomp_parallel, unsigned threads, long iters) {
+    job_t job = {iters, {0}};
+    ((gomp_parallel_t)gomp_parallel)(body, &job, threads, 0);
+}
+"""
+
+
+def _compile(source: str, name: str, flags: list[str]) -> str:
+    """Path of a compiled helper (cached by source hash); raises if no compiler works."""
     cxx = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc") or shutil.which("gcc")
     if not cxx:
         raise RuntimeError("no C compiler on PATH")
-    key = hashlib.sha256((_SOURCE + cxx).encode()).hexdigest()[:16]
-    exe = os.path.join(tempfile.gettempdir(), f"kiln-bench-peak-{os.getuid()}-{key}")
-    if not os.path.exists(exe):
+    key = hashlib.sha256((source + cxx + " ".join(flags)).encode()).hexdigest()[:16]
+    out = os.path.join(tempfile.gettempdir(), f"kiln-bench-{name}-{os.getuid()}-{key}")
+    if not os.path.exists(out):
         with tempfile.TemporaryDirectory() as d:
-            src = os.path.join(d, "peak.c")
+            src = os.path.join(d, f"{name}.c")
             with open(src, "w") as f:
-                f.write(_SOURCE)
+                f.write(source)
             # -O3 (vectorised triad) without -ffast-math; GNU C contracts a*b+c into FMA by default.
-            cmd = [cxx, "-O3", "-march=native", "-pthread", "-o", exe + ".tmp", src]
+            cmd = [cxx, "-O3", "-march=native", *flags, "-o", out + ".tmp", src]
             subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-            os.replace(exe + ".tmp", exe)
-    return exe
+            os.replace(out + ".tmp", out)
+    return out
+
+
+def _build() -> str:
+    return _compile(_SOURCE, "peak", ["-pthread"])
+
+
+def fma_step(threads: int, flops: float):
+    """(callable, flops per call): the FMA peak loop on PyTorch's OpenMP pool, to time side by side
+    with other work; None where there is no OpenMP pool or no C compiler."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            gomp = sorted({line.split()[-1] for line in maps if "libgomp" in line and "/" in line})
+        if not gomp:
+            return None
+        parallel = ctypes.cast(ctypes.CDLL(gomp[0]).GOMP_parallel, ctypes.c_void_p).value
+        lib = ctypes.CDLL(_compile(_IN_PROCESS_SOURCE, "fma-step", ["-shared", "-fPIC"]))
+    except Exception:
+        return None
+    run = lib.kiln_bench_fma
+    run.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_long]
+    iters = max(1, int(flops / (384 * threads)))
+    return (lambda: run(parallel, threads, iters)), 384.0 * threads * iters
 
 
 def fma_peak(threads: int) -> tuple[float, str]:

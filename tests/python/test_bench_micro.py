@@ -1,0 +1,53 @@
+"""The micro-benchmarks' references: the FMA loop that takes turns with GEMMs, the GEMM rows' share
+of it, and the per-call overhead rows net of `null` and of `no work`."""
+import pytest
+import torch
+
+from kiln.bench import micro, micro_report, peak
+from kiln.bench.progress import Progress
+from kiln.bench.settings import from_args
+from conftest import StatsWatch, assert_kiln_ran
+
+
+def _settings(tmp_path):
+    return from_args(["--only", "micro", "--contenders", "eager,kiln", "--out", str(tmp_path), "--no-progress",
+                      "--min-iters", "3", "--min-seconds", "0"])
+
+
+def test_fma_step_runs_on_the_openmp_pool_and_reports_its_flops():
+    torch.mm(torch.randn(8, 8), torch.randn(8, 8))  # PyTorch's OpenMP pool is loaded
+    step = peak.fma_step(torch.get_num_threads(), 1e8)
+    if step is None:
+        pytest.skip("no OpenMP pool or no C compiler")
+    run, flops = step
+    assert flops >= 1e8 * 0.99 and flops % 384 == 0
+    run()  # must return, on every thread of the pool
+
+
+def test_gemm_rows_carry_the_fma_loop_of_the_same_rounds(tmp_path, monkeypatch):
+    monkeypatch.setattr(micro, "GEMM_SHAPES", [("tiny", 48, 40, 64)])
+    settings = _settings(tmp_path)
+    with StatsWatch() as w:
+        rows = micro.gemm(settings, Progress(10, enabled=False))
+    assert_kiln_ran(w.delta)
+    assert {r["contender"] for r in rows} == {"eager", "kiln"}
+    for r in rows:
+        assert not r["error"] and r["gflops"] > 0
+        assert r["fma_same_rounds_gflops"] is None or r["fma_same_rounds_gflops"] > 0
+    text = "\n".join(micro_report.sections(rows, settings.contenders))
+    assert "| tiny | 48 x 40 x 64 |" in text
+
+
+def test_overhead_rows_are_net_of_null_and_of_no_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(micro, "OVERHEAD_CALLS", 20)
+    settings = _settings(tmp_path)
+    with StatsWatch() as w:
+        rows = micro.overhead(settings, Progress(10, enabled=False))
+    assert_kiln_ran(w.delta)
+    by = {r["contender"]: r for r in rows}
+    assert set(by) == {"eager", "null", "no work", "dynamo only", "kiln"}
+    assert all(not r["error"] and r["us_per_call"] > 0 for r in rows)
+    kiln = by["kiln"]
+    assert kiln["net_us"] == pytest.approx(kiln["us_per_call"] - by["null"]["us_per_call"])
+    assert kiln["net_of_no_work_us"] == pytest.approx(kiln["us_per_call"] - by["no work"]["us_per_call"])
+    assert "net of no work" in "\n".join(micro_report.sections(rows, settings.contenders))
