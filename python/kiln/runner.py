@@ -101,9 +101,10 @@ class KilnGraph:
     def boxed(self):
         """The boxed call AOTAutograd makes (a list of arguments, cleared by the call).
 
-        The common call (static sizes, every output a fresh tensor) is one native call: _C.BoxedCall
-        checks the inputs, allocates the outputs and runs the graph; any other call goes through
-        __call__ here.
+        The common call is one native call: _C.BoxedCall checks the inputs, allocates the outputs,
+        runs the graph, makes the outputs that are views and returns the results (kiln outputs,
+        arguments, constants). Graphs with dynamic sizes, size results or outputs written into an
+        input, and calls with inputs in another layout, go through __call__ here.
         """
         def slow(args):
             out = self(*args)
@@ -111,10 +112,18 @@ class KilnGraph:
             return out
 
         slow._boxed_call = True
-        fast = self._fast
-        if fast is None or self.write_into or fast[2] or any(a is None for a in fast[0]):
+        kinds = {"kiln": 0, "arg": 1, "const": 2}  # _C.BoxedCall's result kinds
+        if not self.static or self.write_into or any(kind not in kinds for kind, _ in self.imp.outputs):
             return slow
-        native = _C.BoxedCall(self.compiled, self.imp.tensor_args, fast[0], fast[1], _alloc, slow)
+        outputs = [(0, tuple(sz), tuple(st), dt) if alias is None else
+                   (1, alias[0] == "input", alias[1], tuple(sz), tuple(st), alias[2])
+                   for (sz, st, alias), dt in zip(self._static_layouts, self.out_dtypes)]
+        results = [(kinds[kind], v) for kind, v in self.imp.outputs]
+        try:
+            native = _C.BoxedCall(self.compiled, self.imp.tensor_args, outputs, results, _alloc, torch.as_strided,
+                                  slow)
+        except ValueError:  # a layout it does not take (a view of a later view): the Python path does
+            return slow
         native._boxed_call = True
         return native
 

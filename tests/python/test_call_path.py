@@ -60,14 +60,25 @@ def test_input_of_another_dtype_runs_eagerly_not_wrongly():
         assert_same(g, want)
 
 
-def test_graph_returning_a_view_keeps_the_python_path():
-    x = torch.randn(4, 6)
-    call = _boxed(lambda a: (a.t(), a * 3), x)  # an output that is a view of the input
-    assert not isinstance(call, _C.BoxedCall)
+def _views_args_consts(a, b):
+    y = a * 3
+    return a.t(), y, y.view(-1), b, None  # a view of an input, of an output; an argument; a constant
+
+
+def test_views_arguments_and_constants_are_returned_natively():
+    x, y = torch.randn(4, 6), torch.randn(5)
+    call = _boxed(_views_args_consts, x, y)
+    assert isinstance(call, _C.BoxedCall)
     with StatsWatch() as w:
-        got = call([x])
+        args = [x, y]
+        got = call(args)
+    assert args == []
     assert_kiln_ran(w.delta)
     assert w.delta["calls"] == 1
-    assert_same(got[0], x.t())
-    assert got[0].data_ptr() == x.data_ptr()
-    assert_same(got[1], x * 3)
+    want = _views_args_consts(x, y)
+    assert len(got) == len(want)
+    for g, e in zip(got[:3], want[:3]):
+        assert_same(g, e)
+    assert got[0].data_ptr() == x.data_ptr() and got[0].stride() == (1, 6)  # still a view of x
+    assert got[2].data_ptr() == got[1].data_ptr()  # a view of the other output
+    assert got[3] is y and got[4] is None

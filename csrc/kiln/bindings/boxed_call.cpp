@@ -1,15 +1,18 @@
 // boxed_call.cpp — kiln._C.BoxedCall: the common call of a static graph as one native call.
 //
 // AOTAutograd calls a compiled graph "boxed": with a list of arguments it may clear. For a graph with
-// static sizes whose outputs are all fresh tensors, BoxedCall does the whole call here: it checks each
-// tensor input against the compiled dtype, sizes and strides, allocates the outputs with the given
-// allocator, runs the graph with the GIL released, clears the list and returns the outputs. Anything
-// else (an input in another layout, a wrong dtype) goes to the Python path it was given, unchanged.
+// static sizes, BoxedCall does the whole call here: it checks each tensor input against the compiled
+// dtype, sizes and strides, allocates the outputs with the given allocator, runs the graph with the GIL
+// released, makes the outputs that are views, clears the list and returns the graph's results:
+// kiln outputs, arguments returned as they are (a forward graph's inputs saved for the backward) and
+// constants (a backward graph's None gradients). Anything else (an input in another layout, a wrong
+// dtype) goes to the Python path it was given, unchanged.
 #include "kiln/bindings/boxed_call.h"
 
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -49,15 +52,33 @@ bool matches(PyObject* t, const ExpectedInput& e) {
   return true;
 }
 
+// How one kiln output comes to be: a fresh tensor (alloc(sizes, strides, dtype)) the graph writes, or
+// a view (as_strided) of an input or of an earlier output, made after the run.
+struct OutputSpec {
+  bool view = false;
+  nb::tuple alloc_args;  // (sizes, strides, dtype)
+  bool of_input = false;  // view: of tensor input `base` (else of output `base`)
+  int64_t base = 0, offset = 0;
+  nb::object sizes, strides;
+};
+
+// One returned value: kiln output `index`, argument `index`, or a constant.
+struct Result {
+  enum Kind { Output = 0, Argument = 1, Constant = 2 } kind;
+  int64_t index = 0;
+  nb::object constant;
+};
+
 class BoxedCall {
  public:
   // tensor_args: positions of the graph's tensor inputs in the argument list; outputs: per kiln output
-  // (sizes, strides, dtype) for alloc; order: which kiln output each returned value is; slow: the
-  // boxed Python path for calls this one does not take.
-  BoxedCall(std::shared_ptr<CompiledGraph> graph, std::vector<int> tensor_args, nb::list outputs,
-            std::vector<int> order, nb::object alloc, nb::object slow)
-      : graph_(std::move(graph)), tensor_args_(std::move(tensor_args)), order_(std::move(order)),
-        alloc_(std::move(alloc)), slow_(std::move(slow)) {
+  // (0, sizes, strides, dtype) for alloc, or (1, of_input, base, sizes, strides, offset) for a view
+  // made with as_strided; results: per returned value (kind, index or constant) with the kinds of
+  // Result; slow: the boxed Python path for calls this one does not take.
+  BoxedCall(std::shared_ptr<CompiledGraph> graph, std::vector<int> tensor_args, nb::list outputs, nb::list results,
+            nb::object alloc, nb::object as_strided, nb::object slow)
+      : graph_(std::move(graph)), tensor_args_(std::move(tensor_args)), alloc_(std::move(alloc)),
+        as_strided_(std::move(as_strided)), slow_(std::move(slow)) {
     const Graph& g = graph_->graph();
     KILN_USER_CHECK(g.symbols.empty(), "kiln: BoxedCall needs a graph with static sizes");
     KILN_USER_CHECK(tensor_args_.size() == g.inputs().size(), "kiln: BoxedCall got ", tensor_args_.size(),
@@ -71,8 +92,44 @@ class BoxedCall {
       }
       inputs_.push_back(std::move(e));
     }
-    for (nb::handle o : outputs) out_specs_.push_back(nb::borrow<nb::tuple>(o));
-    for (int j : order_) KILN_USER_CHECK(j >= 0 && static_cast<size_t>(j) < out_specs_.size(), "kiln: bad output order");
+    for (nb::handle h : outputs) {
+      nb::tuple o = nb::borrow<nb::tuple>(h);
+      OutputSpec spec;
+      spec.view = nb::cast<int>(o[0]) == 1;
+      if (!spec.view) {
+        spec.alloc_args = nb::make_tuple(o[1], o[2], o[3]);
+      } else {
+        spec.of_input = nb::cast<bool>(o[1]);
+        spec.base = nb::cast<int64_t>(o[2]);
+        spec.sizes = nb::borrow(o[3]);
+        spec.strides = nb::borrow(o[4]);
+        spec.offset = nb::cast<int64_t>(o[5]);
+      }
+      out_specs_.push_back(std::move(spec));
+    }
+    // Views are made in order after the run: a view's base is an input, a fresh output, or an earlier view.
+    for (size_t j = 0; j < out_specs_.size(); ++j) {
+      const OutputSpec& v = out_specs_[j];
+      if (!v.view) continue;
+      const size_t bound = v.of_input ? tensor_args_.size() : out_specs_.size();
+      KILN_USER_CHECK(v.base >= 0 && static_cast<size_t>(v.base) < bound, "kiln: bad view base");
+      KILN_USER_CHECK(v.of_input || !out_specs_[static_cast<size_t>(v.base)].view || static_cast<size_t>(v.base) < j,
+                      "kiln: a view of a later view");
+    }
+    for (nb::handle h : results) {
+      nb::tuple r = nb::borrow<nb::tuple>(h);
+      const int kind = nb::cast<int>(r[0]);
+      KILN_USER_CHECK(kind >= Result::Output && kind <= Result::Constant, "kiln: bad result kind ", kind);
+      Result res{static_cast<Result::Kind>(kind), 0, {}};
+      if (res.kind == Result::Constant) {
+        res.constant = nb::borrow(r[1]);
+      } else {
+        res.index = nb::cast<int64_t>(r[1]);
+        const size_t bound = res.kind == Result::Output ? out_specs_.size() : SIZE_MAX;
+        KILN_USER_CHECK(res.index >= 0 && static_cast<size_t>(res.index) < bound, "kiln: bad result index");
+      }
+      results_.push_back(std::move(res));
+    }
   }
 
   nb::object call(nb::list args) {
@@ -89,7 +146,8 @@ class BoxedCall {
     for (size_t i = 0; i < ni; ++i) buffers[i] = tensor_data(PyList_GET_ITEM(list, tensor_args_[i]));
     std::vector<nb::object> outs(no);
     for (size_t j = 0; j < no; ++j) {
-      PyObject* spec = out_specs_[j].ptr();
+      if (out_specs_[j].view) continue;  // the graph does not write views (nullptr buffer)
+      PyObject* spec = out_specs_[j].alloc_args.ptr();
       PyObject* call_args[] = {PyTuple_GET_ITEM(spec, 0), PyTuple_GET_ITEM(spec, 1), PyTuple_GET_ITEM(spec, 2)};
       outs[j] = nb::steal(PyObject_Vectorcall(alloc_.ptr(), call_args, 3, nullptr));
       if (!outs[j].is_valid()) throw nb::python_error();
@@ -99,19 +157,36 @@ class BoxedCall {
       nb::gil_scoped_release release;
       graph_->run(buffers.data(), {});
     }
-    PyList_SetSlice(list, 0, PyList_GET_SIZE(list), nullptr);  // let AOTAutograd's inputs die early
+    for (size_t j = 0; j < no; ++j) {
+      const OutputSpec& v = out_specs_[j];
+      if (!v.view) continue;
+      nb::handle base = v.of_input ? nb::handle(PyList_GET_ITEM(list, tensor_args_[static_cast<size_t>(v.base)]))
+                                   : nb::handle(outs[static_cast<size_t>(v.base)]);
+      const int64_t offset = nb::cast<int64_t>(base.attr("storage_offset")()) + v.offset;
+      outs[j] = as_strided_(base, v.sizes, v.strides, offset);
+    }
     nb::list result;
-    for (int j : order_) result.append(outs[static_cast<size_t>(j)]);
+    for (const Result& r : results_) {
+      if (r.kind == Result::Output) {
+        result.append(outs[static_cast<size_t>(r.index)]);
+      } else if (r.kind == Result::Argument) {
+        if (r.index >= PyList_GET_SIZE(list)) throw nb::index_error("kiln: a returned argument is missing");
+        result.append(nb::handle(PyList_GET_ITEM(list, r.index)));
+      } else {
+        result.append(r.constant);
+      }
+    }
+    PyList_SetSlice(list, 0, PyList_GET_SIZE(list), nullptr);  // let AOTAutograd's inputs die early
     return result;
   }
 
  private:
   std::shared_ptr<CompiledGraph> graph_;
   std::vector<int> tensor_args_;
-  std::vector<int> order_;
-  nb::object alloc_, slow_;
+  nb::object alloc_, as_strided_, slow_;
+  std::vector<Result> results_;
   std::vector<ExpectedInput> inputs_;
-  std::vector<nb::tuple> out_specs_;
+  std::vector<OutputSpec> out_specs_;
 };
 
 }  // namespace
@@ -119,10 +194,10 @@ class BoxedCall {
 void bind_boxed_call(nb::module_& m) {
   // dynamic_attr: AOTAutograd reads `_boxed_call`, and the wrappers it builds copy the instance dict.
   nb::class_<BoxedCall>(m, "BoxedCall", nb::dynamic_attr())
-      .def(nb::init<std::shared_ptr<CompiledGraph>, std::vector<int>, nb::list, std::vector<int>, nb::object,
+      .def(nb::init<std::shared_ptr<CompiledGraph>, std::vector<int>, nb::list, nb::list, nb::object, nb::object,
                     nb::object>(),
-           nb::arg("graph"), nb::arg("tensor_args"), nb::arg("outputs"), nb::arg("order"), nb::arg("alloc"),
-           nb::arg("slow"))
+           nb::arg("graph"), nb::arg("tensor_args"), nb::arg("outputs"), nb::arg("results"), nb::arg("alloc"),
+           nb::arg("as_strided"), nb::arg("slow"))
       .def("__call__", &BoxedCall::call, nb::arg("args"));
 }
 
