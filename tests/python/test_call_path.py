@@ -14,6 +14,17 @@ def _boxed(fn, *example):
     return compile_aten_graph(gm, list(example), opts=Options.from_args(None, None), kind="inference")
 
 
+def _call_once(call, *inputs):
+    """call's results for one boxed call on inputs, which must clear the list and run kiln once."""
+    with StatsWatch() as w:
+        args = list(inputs)
+        got = call(args)
+    assert args == []  # AOTAutograd's boxed convention: the call lets its inputs go
+    assert_kiln_ran(w.delta)
+    assert w.delta["calls"] == 1
+    return got
+
+
 def _two_outputs(x, y):
     return torch.relu(x @ y) + 1, (x * 2).sum(1)
 
@@ -22,13 +33,7 @@ def test_static_graph_call_is_one_native_call():
     x, y = torch.randn(7, 5), torch.randn(5, 3)
     call = _boxed(_two_outputs, x, y)
     assert isinstance(call, _C.BoxedCall) and call._boxed_call
-    with StatsWatch() as w:
-        args = [x, y]
-        first = call(args)
-        assert args == []  # AOTAutograd's boxed convention: the call lets its inputs go
-        second = call([x, y])
-    assert_kiln_ran(w.delta)
-    assert w.delta["calls"] == 2
+    first, second = _call_once(call, x, y), _call_once(call, x, y)
     for got, want in zip(first, _two_outputs(x, y)):
         assert_same(got, want)
     assert all(a.data_ptr() != b.data_ptr() for a, b in zip(first, second))  # fresh outputs per call
@@ -39,12 +44,7 @@ def test_input_in_another_layout_takes_the_python_path():
     call = _boxed(_two_outputs, x, y)
     xt = torch.randn(5, 7).t()  # same sizes, column-major
     before = api.stats().get("inputs_restrided", 0)
-    with StatsWatch() as w:
-        args = [xt, y]
-        got = call(args)
-    assert args == []
-    assert_kiln_ran(w.delta)
-    assert w.delta["calls"] == 1
+    got = _call_once(call, xt, y)
     assert api.stats().get("inputs_restrided", 0) == before + 1
     for g, want in zip(got, _two_outputs(xt, y)):
         assert_same(g, want)
@@ -69,12 +69,7 @@ def test_views_arguments_and_constants_are_returned_natively():
     x, y = torch.randn(4, 6), torch.randn(5)
     call = _boxed(_views_args_consts, x, y)
     assert isinstance(call, _C.BoxedCall)
-    with StatsWatch() as w:
-        args = [x, y]
-        got = call(args)
-    assert args == []
-    assert_kiln_ran(w.delta)
-    assert w.delta["calls"] == 1
+    got = _call_once(call, x, y)
     want = _views_args_consts(x, y)
     assert len(got) == len(want)
     for g, e in zip(got[:3], want[:3]):
