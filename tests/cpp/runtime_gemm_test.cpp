@@ -257,6 +257,38 @@ TEST(RuntimeGemm, ResultIndependentOfThreadCount) {
   }
 }
 
+// Threads that split M pack B once between them (one shared buffer, claimed sliver by sliver): shapes
+// with several k blocks, several column blocks and a ragged last sliver, packed and in-place A, a
+// group sharing B, on 2 and 3 threads, each against the reference and bit for bit against 1 thread.
+TEST(RuntimeGemm, SharedPackedBAcrossThreads) {
+  ThreadCountGuard guard;
+  struct Shape {
+    int64_t m, n, k;
+    Layout la, lb;
+  };
+  const Shape shapes[] = {
+      {500, 900, 1024, Layout::RowMajor, Layout::RowMajor},  // A rows 4 KiB apart: packed A
+      {192, 200, 1152, Layout::ColMajor, Layout::RowMajor},  // a weight gradient: Xᵀ dY
+      {768, 190, 1152, Layout::ColMajor, Layout::ColMajor},
+      {301, 77, 700, Layout::Strided, Layout::Reversed},
+  };
+  for (const Shape& s : shapes) {
+    std::vector<std::vector<float>> results;
+    for (int threads : {1, 2, 3}) {
+      kiln_set_num_threads(threads);
+      if (threads > 1) check<float>(1, s.m, s.n, s.k, s.la, s.lb, Layout::RowMajor, 1.0, threads == 3 ? 0.5 : 0.0);
+      std::mt19937 rng(11);
+      Operand<float> a = make<float>(1, s.m, s.k, s.la, rng), b = make<float>(1, s.k, s.n, s.lb, rng);
+      Operand<float> c = make<float>(1, s.m, s.n, Layout::RowMajor, rng);
+      call_gemm<float>(1, s.m, s.n, s.k, 1.f, a, b, 0.f, c);
+      results.push_back(c.store);
+    }
+    for (size_t r = 1; r < results.size(); ++r)
+      ASSERT_EQ(0, std::memcmp(results[0].data(), results[r].data(), results[0].size() * sizeof(float)))
+          << "m " << s.m << " n " << s.n << " k " << s.k;
+  }
+}
+
 // A NaN in row 2 of A makes row 2 of C NaN; an inf in column 33 of B makes column 33 inf elsewhere.
 void check_nan_and_inf_propagate(int64_t m, int64_t n, int64_t k, int planes) {
   std::vector<float> a(m * k, 1.f), b(k * n, 1.f), c(m * n);
