@@ -17,12 +17,14 @@ struct Case {
   bool causal;
   bool interleaved;  // operands stored as [b1, s, b2, d] (heads interleaved), not [b1, b2, s, d]
   double magnitude = 1.0;
+  bool columns_outer = false;  // operands stored as [b1, b2, d, s]: no unit stride along a row
 };
 
 std::string describe(const Case& c) {
   return "b1=" + std::to_string(c.b1) + " b2=" + std::to_string(c.b2) + " sq=" + std::to_string(c.sq) +
          " sk=" + std::to_string(c.sk) + " d=" + std::to_string(c.d) + " dv=" + std::to_string(c.dv) +
-         (c.causal ? " causal" : "") + (c.interleaved ? " interleaved" : "") + " mag=" + std::to_string(c.magnitude);
+         (c.causal ? " causal" : "") + (c.interleaved ? " interleaved" : "") + (c.columns_outer ? " columns-outer" : "") +
+         " mag=" + std::to_string(c.magnitude);
 }
 
 // A [b1, b2, s, cols] tensor in one of two memory orders.
@@ -31,9 +33,10 @@ struct Tensor {
   int64_t b1, b2, s, cols;
   std::vector<int64_t> st;  // b1, b2, row, column strides
   std::vector<T> data;
-  Tensor(int64_t b1_, int64_t b2_, int64_t s_, int64_t cols_, bool interleaved)
+  Tensor(int64_t b1_, int64_t b2_, int64_t s_, int64_t cols_, bool interleaved, bool columns_outer = false)
       : b1(b1_), b2(b2_), s(s_), cols(cols_), data(static_cast<size_t>(b1_ * b2_ * s_ * cols_ + 1)) {
-    if (interleaved) st = {s * b2 * cols, cols, b2 * cols, 1};
+    if (columns_outer) st = {b2 * s * cols, s * cols, 1, s};
+    else if (interleaved) st = {s * b2 * cols, cols, b2 * cols, 1};
     else st = {b2 * s * cols, s * cols, cols, 1};
   }
   T& at(int64_t i, int64_t j, int64_t r, int64_t c) {
@@ -46,9 +49,11 @@ void check(const Case& c, int threads) {
   kiln_set_num_threads(threads);
   std::mt19937 rng(42);
   std::normal_distribution<double> nd(0.0, c.magnitude);
-  Tensor<T> q(c.b1, c.b2, c.sq, c.d, c.interleaved), k(c.b1, c.b2, c.sk, c.d, c.interleaved),
-      v(c.b1, c.b2, c.sk, c.dv, c.interleaved), g(c.b1, c.b2, c.sq, c.dv, false), out(c.b1, c.b2, c.sq, c.dv, c.interleaved),
-      dq(c.b1, c.b2, c.sq, c.d, false), dk(c.b1, c.b2, c.sk, c.d, c.interleaved), dv(c.b1, c.b2, c.sk, c.dv, false);
+  const bool co = c.columns_outer;
+  Tensor<T> q(c.b1, c.b2, c.sq, c.d, c.interleaved, co), k(c.b1, c.b2, c.sk, c.d, c.interleaved, co),
+      v(c.b1, c.b2, c.sk, c.dv, c.interleaved, co), g(c.b1, c.b2, c.sq, c.dv, false, co),
+      out(c.b1, c.b2, c.sq, c.dv, c.interleaved, co), dq(c.b1, c.b2, c.sq, c.d, false, co),
+      dk(c.b1, c.b2, c.sk, c.d, c.interleaved, co), dv(c.b1, c.b2, c.sk, c.dv, false, co);
   for (auto* t : {&q, &k}) for (auto& x : t->data) x = T(nd(rng));
   for (auto* t : {&v, &g}) for (auto& x : t->data) x = T(nd(rng) / c.magnitude);
   std::vector<T> lse(static_cast<size_t>(c.b1 * c.b2 * c.sq + 1));
@@ -140,6 +145,8 @@ const Case kCases[] = {
     {1, 2, 600, 600, 32, 32, true, false},     // several groups of query blocks, the last one short
     {1, 1, 300, 520, 16, 16, false, false},    // groups over more keys than queries
     {1, 1, 96, 96, 16, 16, true, false, 30.0},  // large logits: the online softmax must not overflow
+    {2, 3, 192, 192, 32, 32, true, false, 1.0, true},  // every operand column-major per head
+    {1, 2, 70, 130, 20, 33, false, false, 1.0, true},
 };
 
 }  // namespace

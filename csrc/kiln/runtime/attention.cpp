@@ -179,9 +179,18 @@ void pack_rows(T* dst, int64_t ld, int64_t nr, const T* src, int64_t rs, int64_t
   }
 }
 
-// dst[c * ld + r] = src(r0 + r, c): a block of rows transposed (columns of the result are rows of src).
+// dst[c * ld + r] = src(r0 + r, c): a block of rows transposed (columns of the result are rows of src);
+// zero for r in [n, ld).
 template <typename T>
 void pack_transposed(T* dst, int64_t ld, int64_t cols, const T* src, int64_t rs, int64_t cs, int64_t r0, int64_t n) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    if (cs == 1 && ld == BC) {  // 16x16 register transposes (a strided scalar copy was ~9% of the backward)
+      gemm::pack_sliver_f32<BC>(src + r0 * rs, rs, 1, static_cast<int>(n), cols, dst);
+      return;
+    }
+  }
+#endif
   for (int64_t c = 0; c < cols; ++c) {
     T* d = dst + c * ld;
     const T* s = src + r0 * rs + c * cs;
@@ -390,6 +399,37 @@ struct Forward {
 };
 
 // ---- backward -------------------------------------------------------------------------------------
+
+// sum over c < n of a[c] * b[c * bs], in vector lanes where b is contiguous (a is a packed row).
+template <typename T>
+T row_dot(const T* a, const T* b, int64_t bs, int64_t n) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L;
+  T acc = 0;
+  int64_t c = 0;
+  if (bs == 1) {
+    V s{};
+    for (; c + L <= n; c += L) {
+      V x, y;
+      std::memcpy(&x, a + c, sizeof(V));
+      std::memcpy(&y, b + c, sizeof(V));
+      s += x * y;
+    }
+    for (int l = 0; l < L; ++l) acc += s[l];  // once per row; GCC warns on the intrinsic reductions here
+  }
+  for (; c < n; ++c) acc += a[c] * b[c * bs];
+  return acc;
+}
+
+// dst[c * cs] = scale * src[c] for c < n: contiguous destinations as plain vector loops.
+template <typename T>
+void store_row(T* dst, int64_t cs, const T* src, int64_t n, T scale) {
+  if (cs == 1)
+    for (int64_t c = 0; c < n; ++c) dst[c] = scale * src[c];
+  else
+    for (int64_t c = 0; c < n; ++c) dst[c * cs] = scale * src[c];
+}
+
 template <typename T>
 struct Backward {
   Shape sh;
@@ -411,9 +451,7 @@ struct Backward {
     const T* ob = out.at(i1b, i2b);
     const T* lb = lse.at(i1b, i2b);
     for (int64_t i = 0; i < sh.sq; ++i) {  // delta_i = rowsum(dO * O): the softmax backward's correction
-      T acc = 0;
-      for (int64_t c = 0; c < sh.dv; ++c) acc += dos.p[i * dvp + c] * ob[i * out.rs + c * out.cs];
-      delta.p[i] = acc;
+      delta.p[i] = row_dot(dos.p + i * dvp, ob + i * out.rs, out.cs, sh.dv);
       lrow.p[i] = lb[i * lse.rs];
     }
     for (int64_t kb = 0; kb < sh.nkb(); ++kb) {
@@ -451,13 +489,12 @@ struct Backward {
       T* dkb = dk.at(i1b, i2b);
       T* dvb = dv.at(i1b, i2b);
       for (int64_t r = 0; r < nc; ++r) {
-        for (int64_t c = 0; c < sh.d; ++c) dkb[(j0 + r) * dk.rs + c * dk.cs] = dka.p[r * dp + c];
-        for (int64_t c = 0; c < sh.dv; ++c) dvb[(j0 + r) * dv.rs + c * dv.cs] = dva.p[r * dvp + c];
+        store_row(dkb + (j0 + r) * dk.rs, dk.cs, dka.p + r * dp, sh.d, T(1));
+        store_row(dvb + (j0 + r) * dv.rs, dv.cs, dva.p + r * dvp, sh.dv, T(1));
       }
     }
     T* dqb = dq.at(i1b, i2b);
-    for (int64_t i = 0; i < sh.sq; ++i)
-      for (int64_t c = 0; c < sh.d; ++c) dqb[i * dq.rs + c * dq.cs] = scale * dqa.p[i * dp + c];
+    for (int64_t i = 0; i < sh.sq; ++i) store_row(dqb + i * dq.rs, dq.cs, dqa.p + i * dp, sh.d, scale);
   }
   static void run(void* self, int64_t t) { static_cast<const Backward*>(self)->task(t); }
 };
