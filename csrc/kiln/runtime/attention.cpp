@@ -318,7 +318,7 @@ struct Forward {
     if (sh.causal && j0 + nc - 1 > i0)  // key j visible to query i iff j <= i
       for (int64_t j = 0; j < nc; ++j) {
         T* row = st + j * BR;
-        for (int64_t r = 0; r < std::min<int64_t>(j0 + j - i0, BR); ++r) row[r] = -infinity<T>();
+        std::fill(row, row + std::clamp<int64_t>(j0 + j - i0, 0, BR), -infinity<T>());
       }
     // New running max: two accumulators per vector hide the max's latency.
     V mx[NCH][2];
@@ -475,12 +475,13 @@ struct Backward {
           T* dsr = ds.p + r * BC;
           T lse_r = lrow.p[i0 + r], dl = delta.p[i0 + r];
           if (lse_r == -infinity<T>()) lse_r = infinity<T>();  // nothing visible: every p is 0
-          for (int64_t c = 0; c < BC; ++c) pr[c] = softmax_exp(pr[c] - lse_r);
-          if (edge) {
-            int64_t lim = sh.causal ? std::min(nc, i0 + r - j0 + 1) : nc;
-            for (int64_t c = std::max<int64_t>(lim, 0); c < BC; ++c) pr[c] = T(0);
+          // Keys from lim on are masked (causal) or past the last key: p = 0. One pass computes p and dS.
+          const int64_t lim = !edge ? BC : sh.causal ? std::min(nc, i0 + r - j0 + 1) : nc;
+          for (int64_t c = 0; c < BC; ++c) {
+            const T pc = c < lim ? softmax_exp(pr[c] - lse_r) : T(0);
+            pr[c] = pc;
+            dsr[c] = pc * (dsr[c] - dl);
           }
-          for (int64_t c = 0; c < BC; ++c) dsr[c] = pr[c] * (dsr[c] - dl);
         }
         gemm<T>(BC, dvp, nr, p.p, 1, BC, dob, dvp, dva.p, dvp, true);   // dV += Pᵀ dO
         gemm<T>(BC, dp, nr, ds.p, 1, BC, qsb, dp, dka.p, dp, true);     // dK += dSᵀ (scale Q)
