@@ -257,10 +257,10 @@ TEST(RuntimeGemm, ResultIndependentOfThreadCount) {
   }
 }
 
-// Threads that split M pack B once between them (one shared buffer, claimed sliver by sliver): shapes
-// with several k blocks, several column blocks and a ragged last sliver, packed and in-place A, a
-// group sharing B, on 2 and 3 threads, each against the reference and bit for bit against 1 thread.
-TEST(RuntimeGemm, SharedPackedBAcrossThreads) {
+// Threads that split M each pack all of B: shapes with several k blocks, several column blocks and a
+// ragged last sliver, packed and in-place A, on 2 and 3 threads, each against the reference and bit for
+// bit against 1 thread.
+TEST(RuntimeGemm, RowSplitOverManyBlocksAcrossThreads) {
   ThreadCountGuard guard;
   struct Shape {
     int64_t m, n, k;

@@ -5,14 +5,12 @@
 //    for jc (NC cols of B)       pack B[pc, jc] into NR-column slivers    (B block: L2)
 //     for ir (MR rows)           this A sliver stays in L1 ...
 //      for jr (NR cols)          ... while B slivers stream from L2 through the micro-kernel
-// (an outer loop over MC rows bounds the packed A block when A has to be packed). Each thread runs
-// whole rectangles (tasks), so a big single GEMM and a big batch of small ones both keep every core
-// busy with no barrier inside a call. When threads split M, every task needs all of B: the threads
-// pack it once between them into one shared buffer (SharedB, claimed sliver by sliver, so nobody
-// waits for a thread that has not started); otherwise each thread packs its own blocks and its next
-// task in the same call reuses the block it already packed. Threads split only M or N, never k, so
-// results do not depend on the thread count or on which thread ran what. Float GEMMs may run on AMX
-// instead (gemm_amx.h), and a row epilogue (rows_done) runs on each thread's finished rows.
+// (an outer loop over MC rows bounds the packed A block when A has to be packed). Threads never share
+// packed data: each runs whole rectangles (tasks), so a big single GEMM and a big batch of small ones
+// both keep every core busy with no barrier inside a call; a thread's next task in the same call
+// reuses the B block it already packed. Threads split only M or N, never k, so results do not depend
+// on the thread count or on which thread ran what. Float GEMMs may run on AMX instead (gemm_amx.h),
+// and a row epilogue (rows_done) runs on each thread's finished rows.
 #include "kiln/runtime/kiln_runtime.h"
 
 #include <algorithm>
@@ -70,15 +68,6 @@ template <typename T>
 ThreadBuffers<T>& thread_buffers() {
   thread_local ThreadBuffers<T> bufs;
   return bufs;
-}
-
-// Largest B packed once per call (SharedB); beyond it each thread packs its own blocks.
-constexpr int64_t kMaxSharedBBytes = 8 << 20;
-
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
 }
 
 // C[0:mr, 0:nr] (any strides) = alpha * tile + beta * C; for outputs with no unit stride.
@@ -173,35 +162,6 @@ int64_t b_block_columns(int64_t kc, int64_t cols, bool all_columns) {
   return std::max<int64_t>(NR, (1024 * 1024 / bytes_per_column) / NR * NR);
 }
 
-// The k block and the packed B block's width for a rectangle `cols` wide: equal blocks no larger
-// than the cache limits (no runt last block); the width follows this call's k block.
-struct BBlocks {
-  int64_t kc, nc;
-};
-template <class K, typename T>
-BBlocks b_blocks(const Problem<T>& p, int64_t cols, bool all_columns) {
-  const int64_t kc = k_block<K, T>(p.k);
-  const int64_t nc_cap = b_block_columns<K, T>(kc, cols, all_columns);
-  return {kc, round_up(ceil_div(cols, ceil_div(cols, nc_cap)), K::NR)};
-}
-
-// Claims and packs slivers of shared B's block (k block at pc, columns [jc, jc + nc)) until none is
-// left to claim; returns the block.
-template <class K, typename T>
-const T* pack_shared_block(const Problem<T>& p, SharedB<T>& sb, int64_t pc, int64_t kc, int64_t jc, int64_t nc) {
-  constexpr int64_t NR = K::NR;
-  const int64_t kb = pc / sb.kc_blk;
-  T* block = sb.data + pc * sb.cols + jc * kc;
-  std::atomic<int64_t>& next = sb.next[kb * sb.col_blocks + jc / sb.nc_blk];
-  std::atomic<uint8_t>* ready = &sb.ready[kb * (sb.cols / NR) + jc / NR];
-  const int64_t slivers = ceil_div(nc, NR);
-  for (int64_t s; (s = next.fetch_add(1, std::memory_order_relaxed)) < slivers;) {
-    pack_b_block<K>(p, 0, jc + s * NR, std::min(NR, nc - s * NR), pc, kc, block + s * NR * kc);
-    ready[s].store(1, std::memory_order_release);
-  }
-  return block;
-}
-
 // One batch element's rectangle C[m0:m1, n0:n1], computed by the calling thread alone with kernel K.
 template <class K, typename T>
 void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -209,8 +169,11 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
   constexpr int MR = K::MR, NR = K::NR;
   const int64_t M = m1 - m0, N = n1 - n0, Kd = p.k;
 
-  const auto [kc_blk, nc_blk] = b_blocks<K>(p, N, n0 == 0 && n1 == p.n);
-  SharedB<T>* const shared = p.shared_b;  // set only for an M split: this rectangle spans all of B
+  // Split each dimension into equal blocks no larger than the cache limit (no runt last block).
+  const int64_t kc_blk = k_block<K, T>(Kd);
+  // The packed B block's width follows this call's k block (not the largest one).
+  const int64_t nc_cap = b_block_columns<K, T>(kc_blk, N, n0 == 0 && n1 == p.n);
+  const int64_t nc_blk = round_up(ceil_div(N, ceil_div(N, nc_cap)), NR);
   // A is only ever broadcast, so its two common layouts are read in place, full slivers straight
   // from A: row-major A as row panels (A(i, k) at i * a_rs + k), column-major A interleaved (at
   // k * a_cs + i). Packing would merely copy them, and streaming A from memory inside the kernel
@@ -234,9 +197,9 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
   ThreadBuffers<T>& bufs = thread_buffers<T>();
   T* Ap = bufs.a.get((a_in_place ? 1 : ceil_div(std::min(mc_blk, M), MR)) * a_sliver);
   const size_t b_capacity = bufs.b.capacity();
-  T* Bp = shared ? nullptr : bufs.b.get(std::min(nc_blk, round_up(N, NR)) * kc_blk);
+  T* Bp = bufs.b.get(std::min(nc_blk, round_up(N, NR)) * kc_blk);
   if (bufs.b.capacity() != b_capacity) bufs.b_holds = PackedB{};  // a new buffer holds nothing
-  if (!Ap || (!shared && !Bp)) {
+  if (!Ap || !Bp) {
     // The ABI has no status to return, and a silently wrong product is worse than stopping.
     std::fputs("kiln runtime: out of memory for GEMM packing buffers\n", stderr);
     std::abort();
@@ -267,18 +230,11 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
       const T beta = pc == 0 ? p.beta : T(1);  // later k blocks accumulate onto the first
       for (int64_t jc = n0; jc < n1; jc += nc_blk) {
         const int64_t nc = std::min(nc_blk, n1 - jc);
-        const T* Bblk = Bp;
-        std::atomic<uint8_t>* ready = nullptr;  // shared B: whether each sliver is packed yet
-        if (shared) {
-          Bblk = pack_shared_block<K>(p, *shared, pc, kc, jc, nc);
-          ready = &shared->ready[pc / kc_blk * (shared->cols / NR) + jc / NR];
-        } else {
-          const T* b_src = b_column(p, bi, jc) + pc * p.b_rs;  // names the block: no other starts there
-          const PackedB wanted{p.call, b_src, p.b_rs, p.b_cs, nc, kc, NR};
-          if (!(p.call != 0 && bufs.b_holds == wanted)) {
-            pack_b_block<K>(p, bi, jc, nc, pc, kc, Bp);
-            bufs.b_holds = wanted;
-          }
+        const T* b_src = b_column(p, bi, jc) + pc * p.b_rs;  // names the block: no other starts there
+        const PackedB wanted{p.call, b_src, p.b_rs, p.b_cs, nc, kc, NR};
+        if (!(p.call != 0 && bufs.b_holds == wanted)) {
+          pack_b_block<K>(p, bi, jc, nc, pc, kc, Bp);
+          bufs.b_holds = wanted;
         }
         for (int64_t ir = 0; ir < mc; ir += MR) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
@@ -290,12 +246,10 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
             T* cp = c_at(p, bi, ic + ir, jc + jr);
-            if (ready && ir == 0)  // later rows of this block find every sliver packed
-              while (ready[jr / NR].load(std::memory_order_acquire) == 0) cpu_relax();
             if (direct) {
-              kernel(kc, a_sl, ld, Bblk + jr * kc, cp, p.c_rs, mr, nr, p.alpha, beta, a_prefetch && jr == 0);
+              kernel(kc, a_sl, ld, Bp + jr * kc, cp, p.c_rs, mr, nr, p.alpha, beta, a_prefetch && jr == 0);
             } else {
-              kernel(kc, a_sl, ld, Bblk + jr * kc, tile, NR, MR, NR, T(1), T(0), a_prefetch && jr == 0);
+              kernel(kc, a_sl, ld, Bp + jr * kc, tile, NR, MR, NR, T(1), T(0), a_prefetch && jr == 0);
               store_tile_strided(tile, NR, cp, p.c_rs, p.c_cs, mr, nr, p.alpha, beta);
             }
           }
@@ -382,7 +336,7 @@ template <class K>
 struct FmaPath {
   static constexpr int MR = K::MR, NR = K::NR;
   // Smallest task: 8 column tiles keep A's re-streaming (once per task) cheap next to the FMAs; 16
-  // row slivers amortise re-packing B (once per task) when B is too large to share.
+  // row slivers amortise re-packing B (once per task).
   static constexpr int64_t kMinTaskColumnTiles = 8, kMinTaskRowSlivers = 16;
   template <typename T>
   static bool a_in_place(const Problem<T>& p) {
@@ -400,27 +354,7 @@ struct FmaPath {
     gemm_rect<K>(p, bi, m0, m1, n0, n1);
     return true;
   }
-  // Sets sb up to hold all of p's B for threads that each compute whole rows (an M split); false
-  // when B is too large to pack whole or the buffer cannot be had.
-  template <typename T>
-  static bool share_b(const Problem<T>& p, SharedB<T>& sb) {
-    const auto [kc_blk, nc_blk] = b_blocks<K>(p, p.n, true);
-    sb.cols = round_up(p.n, NR);
-    if (p.batch != 1 || p.k * sb.cols * int64_t(sizeof(T)) > kMaxSharedBBytes) return false;
-    thread_local PackBuffer<T> buffer;  // the calling thread's: it waits for the whole call
-    sb.data = buffer.get(p.k * sb.cols);
-    if (!sb.data) return false;
-    sb.kc_blk = kc_blk, sb.nc_blk = nc_blk, sb.col_blocks = ceil_div(p.n, nc_blk);
-    const int64_t k_blocks = ceil_div(p.k, kc_blk);
-    sb.next = std::make_unique<std::atomic<int64_t>[]>(k_blocks * sb.col_blocks);
-    sb.ready = std::make_unique<std::atomic<uint8_t>[]>(k_blocks * (sb.cols / NR));
-    return true;
-  }
 };
-
-// Whether Path packs B itself (the FMA kernels), and so can share it between threads.
-template <class Path>
-concept PacksB = requires { &Path::template share_b<float>; };
 
 // Runs the whole problem on Path's kernels across the threads; false if a rectangle failed. Reports
 // finished rows to p.rows_done when p.rows_inline and the split is along M (`rows_reported`).
@@ -445,15 +379,6 @@ bool gemm_parallel(const Problem<T>& p, bool* rows_reported = nullptr) {
   const double flops = 2.0 * p.batch * p.m * p.n * p.k;
   const int64_t by_work = static_cast<int64_t>(std::min(flops / kMinFlopsPerThread, 1e9));
   s.nthreads = std::max<int64_t>(1, std::min({nt, p.batch * s.units, by_work}));
-  // Threads that each compute whole rows pack B once between them (see SharedB).
-  SharedB<T> shared;
-  Problem<T> with_shared = p;
-  if constexpr (PacksB<Path>) {
-    if (!split_n && s.nthreads > 1 && Path::share_b(p, shared)) {
-      with_shared.shared_b = &shared;
-      s.p = &with_shared;
-    }
-  }
   // Rows go to the epilogue from here only when every thread of the pool takes part: a GEMM too
   // small for more threads would otherwise leave its epilogue on fewer threads than it deserves.
   s.report_rows = p.rows_inline && p.rows_done && (!split_n || s.nthreads == 1) && s.nthreads == nt;
@@ -462,12 +387,10 @@ bool gemm_parallel(const Problem<T>& p, bool* rows_reported = nullptr) {
     run_units<Path>(s, 0, p.batch * s.units);
     return !s.failed;
   }
-  // Small tasks where they cost no re-packing (B packed once per thread, or shared): a thread that
-  // starts late (woken from sleep after the previous kernel) or runs slowly (its core shared with
-  // other work) leaves the other less to wait for at the end (TransformerLM forward 0.7-7.9% faster,
-  // rule toggled per call in one process; with shared B, the backward's dW products idled 9% of
-  // their time at the end instead of 17.5%).
-  if (!split_n && (Path::b_packed_once(p) || s.p->shared_b))
+  // Small tasks where they cost nothing (B packed once per thread): a thread that starts late (woken
+  // from sleep after the previous kernel, or sharing its core) leaves the other less to wait for at
+  // the end (TransformerLM forward 0.7-7.9% faster, rule toggled per call in one process).
+  if (!split_n && Path::b_packed_once(p))
     plan_tasks(s, 4, 16);
   else
     plan_tasks(s, split_n ? Path::kMinTaskColumnTiles : Path::kMinTaskRowSlivers, 4);

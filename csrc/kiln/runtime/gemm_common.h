@@ -2,25 +2,10 @@
 // Private to the runtime.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
-#include <memory>
 
 namespace kiln_rt::gemm {
-
-// Threads of an M split all need all of B. Rather than each packing it, they pack it once per call
-// into one buffer (gemm.cpp): every block of B (k block x column block) has a counter from which
-// threads claim its slivers, and a flag per sliver says it is packed. A thread packs what it can
-// claim of a block, then computes, waiting only for a sliver another thread claimed and is still
-// packing. A thread that starts late finds B packed.
-template <typename T>
-struct SharedB {
-  T* data = nullptr;  // the sliver at column j of the k block at pc: data + pc * cols + j * kc
-  int64_t cols = 0, kc_blk = 0, nc_blk = 0, col_blocks = 0;
-  std::unique_ptr<std::atomic<int64_t>[]> next;  // per block: the next sliver to claim
-  std::unique_ptr<std::atomic<uint8_t>[]> ready;  // per sliver of each k block: packed
-};
 
 // One strided batched GEMM: C_b = alpha * A_b B_b + beta * C_b (strides in elements).
 template <typename T>
@@ -50,7 +35,6 @@ struct Problem {
   const T* const* b_parts = nullptr;
   T* const* c_parts = nullptr;
   uint64_t call = 0;         // which kiln_gemm call this is: operands do not change within one
-  SharedB<T>* shared_b = nullptr;  // all of B, packed once by the threads together
 };
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
