@@ -172,3 +172,29 @@ TEST(RuntimeAttention, FullyMaskedRowIsNaNLikeEager) {
   EXPECT_TRUE(std::isnan(out[2]));
   EXPECT_FALSE(std::isnan(out[4]));
 }
+
+TEST(RuntimeAttention, NaNQueryOnTheCausalDiagonalPoisonsOnlyItsRow) {
+  // The diagonal block runs as a staircase of 16-key chunks that masks lanes by select: a NaN score
+  // must survive it in its own row (eager: NaN) and reach no other row, forward and backward.
+  constexpr int64_t s = 40, d = 4;
+  int64_t shape[6] = {1, 1, s, s, d, d};
+  std::vector<float> q(s * d), k(s * d), v(s * d), g(s * d, 1.0f), out(s * d), lse(s);
+  std::vector<float> dq(s * d), dk(s * d), dv(s * d);
+  for (int64_t i = 0; i < s * d; ++i) {
+    q[i] = std::sin(0.37f * i);
+    k[i] = std::cos(0.11f * i);
+    v[i] = 0.01f * i;
+  }
+  constexpr int64_t bad = 21;  // inside the second chunk of the first (diagonal) block
+  q[bad * d + 1] = NAN;
+  std::vector<int64_t> st = {s * d, s * d, d, 1}, lst = {s, s, 1};
+  kiln_attention_fwd_f32(shape, 1, 0.5f, q.data(), st.data(), k.data(), st.data(), v.data(), st.data(), out.data(),
+                         st.data(), lse.data(), lst.data());
+  for (int64_t i = 0; i < s; ++i) EXPECT_EQ(std::isnan(out[i * d]), i == bad) << "row " << i;
+  kiln_attention_bwd_f32(shape, 1, 0.5f, g.data(), st.data(), q.data(), st.data(), k.data(), st.data(), v.data(),
+                         st.data(), out.data(), st.data(), lse.data(), lst.data(), dq.data(), st.data(), dk.data(),
+                         st.data(), dv.data(), st.data());
+  for (int64_t i = 0; i < s; ++i) EXPECT_EQ(std::isnan(dq[i * d]), i == bad) << "dq row " << i;
+  // Key j is seen by query `bad` iff j <= bad: exactly those keys' gradients carry the NaN.
+  for (int64_t j = 0; j < s; ++j) EXPECT_EQ(std::isnan(dv[j * d]), j <= bad) << "dv row " << j;
+}

@@ -41,7 +41,9 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 template <typename T>
 struct Buffer {  // uninitialised scratch, freed on scope exit
   T* p;
-  explicit Buffer(int64_t n) : p(static_cast<T*>(std::malloc(sizeof(T) * static_cast<size_t>(std::max<int64_t>(n, 1))))) {}
+  // 64-byte aligned: the blocks are walked in whole vectors.
+  explicit Buffer(int64_t n)
+      : p(static_cast<T*>(std::aligned_alloc(64, (sizeof(T) * static_cast<size_t>(std::max<int64_t>(n, 1)) + 63) / 64 * 64))) {}
   ~Buffer() { std::free(p); }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
@@ -103,6 +105,30 @@ inline float softmax_exp(float x) {
   return exp_normal(x < -87.3f ? -87.3f : x);  // NaN stays NaN
 }
 inline double softmax_exp(double x) { return kiln_rt::exp(x); }
+
+// softmax_exp over one vector, the same polynomial as exp_normal. The shift constant rounds x log2(e)
+// to an integer in the low mantissa bits of t (2^n is those bits moved into the exponent): no round
+// and no float-to-int conversion, both of which issue on one port only.
+template <typename V>
+V softmax_exp(V x) {
+  if constexpr (sizeof(x[0]) == 4) {
+    typedef int32_t VI __attribute__((vector_size(sizeof(V))));
+    const V lo = V{} - 87.3f, shift = V{} + 12582912.0f;  // 1.5 * 2^23
+    x = lo > x ? lo : x;  // x < -87.3 -> -87.3; NaN stays NaN
+    const V t = x * 1.44269504088896341f + shift;
+    const V n = t - shift;
+    V r = n * -0.693145751953125f + x;
+    r = n * -1.428606765330187045e-06f + r;
+    V p = V{} + 1.9875691500E-4f;
+    for (float c : {1.3981999507E-3f, 8.3334519073E-3f, 4.1665795894E-2f, 1.6666665459E-1f, 5.0000001201E-1f})
+      p = p * r + c;
+    p = p * (r * r) + r + 1.0f;
+    return p * (V)(((VI)t << 23) + (127 << 23));
+  } else {
+    for (size_t i = 0; i < sizeof(V) / sizeof(x[0]); ++i) x[i] = softmax_exp(x[i]);
+    return x;
+  }
+}
 
 // Lane reductions: the AVX-512 shuffle trees where available, else a loop over the lanes.
 template <typename V>
@@ -309,47 +335,69 @@ struct Forward {
   };
 
   // Folds key block kb into `w` (see the comment above the struct for the layout).
+  //
+  // The causal diagonal block (key block = query block, as BR == BC) is a triangle: key j is visible
+  // to query r iff j <= r. Its keys go in chunks of L, and chunk g meets only the query vectors h >= g
+  // (below, every query is masked), so the products, the softmax and the mask start at vector g for
+  // chunk g: a staircase that does 5/8 of the block's work at L = 16. The vectors below are never
+  // written or read.
   void step(Rows& w, int64_t kb, const T* kb0, const T* vb0, T* st) const {
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::L;
     constexpr int NCH = BR / L;  // vectors across a block's query rows
-    alignas(64) T base[BR], alpha[BR];
-    const int64_t j0 = kb * BC, nc = std::min(BC, sh.sk - j0), i0 = w.i0;
-    gemm<T>(nc, BR, sh.d, kb0 + j0 * k.rs, k.rs, k.cs, w.qt, BR, st, BR, false);
-    if (sh.causal && j0 + nc - 1 > i0)  // key j visible to query i iff j <= i
-      for (int64_t j = 0; j < nc; ++j) {
-        T* row = st + j * BR;
-        std::fill(row, row + std::clamp<int64_t>(j0 + j - i0, 0, BR), -infinity<T>());
+    static_assert(BR == BC, "the diagonal block must be square");
+    const int64_t j0 = kb * BC, nc = std::min(BC, sh.sk - j0);
+    const bool diag = sh.causal && j0 == w.i0;
+    const int64_t nchunk = diag ? (nc + L - 1) / L : 1;
+    auto keys = [&](int64_t g) { return diag ? std::min<int64_t>(L, nc - g * L) : nc; };  // in chunk g
+    // Vector h of row j of a block with BR columns (memcpy: GCC drops the typedef's alignment here).
+    auto ld = [](const T* p, int64_t j, int h) {
+      V x;
+      std::memcpy(&x, p + j * BR + h * L, sizeof(V));
+      return x;
+    };
+    auto st_ = [](T* p, int64_t j, int h, V x) { std::memcpy(p + j * BR + h * L, &x, sizeof(V)); };
+    for (int64_t g = 0; g < nchunk; ++g)  // S^T = K Q^T
+      gemm<T>(keys(g), BR - g * L, sh.d, kb0 + (j0 + g * L) * k.rs, k.rs, k.cs, w.qt + g * L, BR,
+              st + g * L * (BR + 1), BR, false);
+    // The running max per query lane, down the key rows. On the diagonal, the queries of vector g
+    // before key j are masked (-inf) as row j is read.
+    const V ninf = V{} - infinity<T>();
+    V lane;
+    for (int i = 0; i < L; ++i) lane[i] = T(i);
+    V mx[NCH];
+    for (int h = 0; h < NCH; ++h) mx[h] = ld(w.m, 0, h);
+    for (int64_t g = 0; g < nchunk; ++g)
+      for (int64_t j = g * L, je = j + keys(g); j < je; ++j) {
+        if (diag) {
+          const V x = ld(st, j, static_cast<int>(g));
+          st_(st, j, static_cast<int>(g), lane < T(j - g * L) ? ninf : x);
+        }
+        for (int h = static_cast<int>(g); h < NCH; ++h) {
+          const V x = ld(st, j, h);
+          mx[h] = x > mx[h] ? x : mx[h];
+        }
       }
-    // New running max: two accumulators per vector hide the max's latency.
-    V mx[NCH][2];
-    for (int h = 0; h < NCH; ++h) mx[h][0] = mx[h][1] = *reinterpret_cast<const V*>(w.m + h * L);
-    for (int64_t j = 0; j < nc; ++j)
-      for (int h = 0; h < NCH; ++h) {
-        const V x = *reinterpret_cast<const V*>(st + j * BR + h * L);
-        mx[h][j & 1] = x > mx[h][j & 1] ? x : mx[h][j & 1];
-      }
+    V base[NCH], alpha[NCH], sum[NCH];
     for (int h = 0; h < NCH; ++h) {
-      const V a = mx[h][0], b = mx[h][1];
-      *reinterpret_cast<V*>(base + h * L) = a > b ? a : b;
+      base[h] = mx[h] == ninf ? V{} : mx[h];  // nothing visible yet: the row stays all zero
+      alpha[h] = softmax_exp(ld(w.m, 0, h) - base[h]);
+      st_(w.m, 0, h, mx[h]);
+      sum[h] = V{};
     }
-    for (int64_t r = 0; r < BR; ++r) {
-      const T mnew = base[r];
-      base[r] = mnew == -infinity<T>() ? T(0) : mnew;  // nothing visible yet: the row stays all zero
-      alpha[r] = softmax_exp(w.m[r] - base[r]);
-      w.m[r] = mnew;
-      w.l[r] *= alpha[r];
-    }
-    for (int64_t j = 0; j < nc; ++j) {
-      T* row = st + j * BR;
-      for (int64_t r = 0; r < BR; ++r) {
-        row[r] = softmax_exp(row[r] - base[r]);
-        w.l[r] += row[r];
-      }
-    }
+    for (int64_t g = 0; g < nchunk; ++g)
+      for (int64_t j = g * L, je = j + keys(g); j < je; ++j)
+        for (int h = static_cast<int>(g); h < NCH; ++h) {
+          const V p = softmax_exp(ld(st, j, h) - base[h]);
+          st_(st, j, h, p);
+          sum[h] += p;
+        }
+    for (int h = 0; h < NCH; ++h) st_(w.l, 0, h, ld(w.l, 0, h) * alpha[h] + sum[h]);
     for (int64_t c = 0; c < sh.dv; ++c)
-      for (int64_t r = 0; r < BR; ++r) w.ot[c * BR + r] *= alpha[r];
-    gemm<T>(sh.dv, BR, nc, vb0 + j0 * v.rs, v.cs, v.rs, st, BR, w.ot, BR, true);
+      for (int h = 0; h < NCH; ++h) st_(w.ot, c, h, ld(w.ot, c, h) * alpha[h]);
+    for (int64_t g = 0; g < nchunk; ++g)  // O^T += V^T P^T
+      gemm<T>(sh.dv, BR - g * L, keys(g), vb0 + (j0 + g * L) * v.rs, v.cs, v.rs, st + g * L * (BR + 1), BR,
+              w.ot + g * L, BR, true);
   }
 
   // Task t: a group of up to QG query blocks of one (b1, b2) slice; groups in descending order of
@@ -385,14 +433,19 @@ struct Forward {
         if (kb < rows[i].kbe) step(rows[i], kb, kb0, vb0, st.p);
     T* ob = out.at(i1b, i2b);
     T* lb = lse.at(i1b, i2b);
-    alignas(64) T inv[BR];
+    alignas(64) T inv[BR], lrow[BR];
+    const T empty = sh.sk == 0 ? T(0) : quiet_nan<T>();
     for (int64_t i = 0; i < nq; ++i) {
       const Rows& w = rows[i];
-      for (int64_t r = 0; r < w.nr; ++r) {
+      // Over the whole block, padding rows included, so that the loop (and its log) vectorizes.
+      for (int64_t r = 0; r < BR; ++r) {
         // No visible key: eager's softmax over an all -inf row is NaN; over an empty row the product is 0.
-        inv[r] = w.l[r] > T(0) ? T(1) / w.l[r] : (sh.sk == 0 ? T(0) : quiet_nan<T>());
-        lb[(w.i0 + r) * lse.rs] = w.l[r] > T(0) ? w.m[r] + kiln_rt::log(w.l[r]) : -infinity<T>();
+        // (select: with ?: GCC keeps a branch here and the loop stays scalar.)
+        const T l = w.l[r];
+        inv[r] = select(l > T(0), T(1) / l, empty);
+        lrow[r] = select(l > T(0), w.m[r] + kiln_rt::log(l), -infinity<T>());
       }
+      for (int64_t r = 0; r < w.nr; ++r) lb[(w.i0 + r) * lse.rs] = lrow[r];
       unpack_output_transposed(ob + w.i0 * out.rs, out.rs, out.cs, w.ot, inv, w.nr, sh.dv);
     }
   }
@@ -468,9 +521,19 @@ struct Backward {
         int64_t i0 = qb * BR, nr = std::min(BR, sh.sq - i0);
         const T* qsb = qs.p + i0 * dp;
         const T* dob = dos.p + i0 * dvp;
-        gemm<T>(nr, BC, sh.d, qsb, dp, 1, kt.p, BC, p.p, BC, false);     // S
-        gemm<T>(nr, BC, sh.dv, dob, dvp, 1, vt.p, BC, ds.p, BC, false);  // dP
-        bool edge = nc < BC || (sh.causal && j0 + BC - 1 > i0);
+        // The diagonal block (causal, key block = query block) as a staircase, as in the forward but
+        // by rows: query chunk g (L rows) sees key vectors 0..g only, and key chunk h is seen by the
+        // query rows from h L on. Elsewhere one chunk spans the block.
+        const bool diag = sh.causal && j0 == i0;
+        const int64_t nchunk = diag ? (nr + L - 1) / L : 1;
+        auto rows = [&](int64_t g) { return diag ? std::min<int64_t>(L, nr - g * L) : nr; };  // of chunk g
+        auto cols = [&](int64_t g) { return diag ? (g + 1) * L : BC; };  // keys query chunk g sees
+        for (int64_t g = 0; g < nchunk; ++g) {
+          const int64_t r0 = diag ? g * L : 0;
+          gemm<T>(rows(g), cols(g), sh.d, qsb + r0 * dp, dp, 1, kt.p, BC, p.p + r0 * BC, BC, false);     // S
+          gemm<T>(rows(g), cols(g), sh.dv, dob + r0 * dvp, dvp, 1, vt.p, BC, ds.p + r0 * BC, BC, false);  // dP
+        }
+        bool edge = nc < BC || diag;
         for (int64_t r = 0; r < nr; ++r) {
           T* pr = p.p + r * BC;
           T* dsr = ds.p + r * BC;
@@ -478,15 +541,25 @@ struct Backward {
           if (lse_r == -infinity<T>()) lse_r = infinity<T>();  // nothing visible: every p is 0
           // Keys from lim on are masked (causal) or past the last key: p = 0. One pass computes p and dS.
           const int64_t lim = !edge ? BC : sh.causal ? std::min(nc, i0 + r - j0 + 1) : nc;
-          for (int64_t c = 0; c < BC; ++c) {
+          const int64_t cend = diag ? cols(r / L) : BC;
+          for (int64_t c = 0; c < cend; ++c) {
             const T pc = c < lim ? softmax_exp(pr[c] - lse_r) : T(0);
             pr[c] = pc;
             dsr[c] = pc * (dsr[c] - dl);
           }
         }
-        gemm<T>(BC, dvp, nr, p.p, 1, BC, dob, dvp, dva.p, dvp, true);   // dV += Pᵀ dO
-        gemm<T>(BC, dp, nr, ds.p, 1, BC, qsb, dp, dka.p, dp, true);     // dK += dSᵀ (scale Q)
-        gemm<T>(nr, dp, BC, ds.p, BC, 1, kp.p, dp, dqa.p + i0 * dp, dp, true);  // dQ += dS K
+        const int64_t nkc = diag ? (std::min(nc, nr) + L - 1) / L : 1;  // key chunks seen by some row
+        for (int64_t h = 0; h < nkc; ++h) {
+          const int64_t c0 = diag ? h * L : 0, kc = diag ? L : BC;  // keys c0 .. c0 + kc, rows c0 .. nr
+          gemm<T>(kc, dvp, nr - c0, p.p + c0 * BC + c0, 1, BC, dob + c0 * dvp, dvp, dva.p + c0 * dvp, dvp,
+                  true);  // dV += Pᵀ dO
+          gemm<T>(kc, dp, nr - c0, ds.p + c0 * BC + c0, 1, BC, qsb + c0 * dp, dp, dka.p + c0 * dp, dp,
+                  true);  // dK += dSᵀ (scale Q)
+        }
+        for (int64_t g = 0; g < nchunk; ++g) {
+          const int64_t r0 = diag ? g * L : 0;
+          gemm<T>(rows(g), dp, cols(g), ds.p + r0 * BC, BC, 1, kp.p, dp, dqa.p + (i0 + r0) * dp, dp, true);  // dQ += dS K
+        }
       }
       T* dkb = dk.at(i1b, i2b);
       T* dvb = dv.at(i1b, i2b);

@@ -56,6 +56,7 @@ inline float select(bool c, float a, float b) {
   int32_t m = -static_cast<int32_t>(c);
   return bits_as_float((float_as_bits(a) & m) | (float_as_bits(b) & ~m));
 }
+inline double select(bool c, double a, double b) { return c ? a : b; }  // double math is libm's: scalar anyway
 
 // p(x) = c0 x^n + c1 x^(n-1) + ... + cn by Horner's rule, one fma per step, highest degree first.
 template <class... C>
