@@ -494,7 +494,10 @@ struct Backward {
   // Task t: one whole (b1, b2) slice, so dQ accumulates without sharing between threads.
   void task(int64_t t) const {
     int64_t i1b = t / sh.b2, i2b = t % sh.b2;
+    using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::L;
+    V lane;  // lane indices, to mask keys from lim on
+    for (int i = 0; i < L; ++i) lane[i] = T(i);
     const int64_t dp = round_up(std::max<int64_t>(sh.d, 1), L), dvp = round_up(std::max<int64_t>(sh.dv, 1), L);
     const int64_t sqp = round_up(std::max<int64_t>(sh.sq, 1), BR);
     Buffer<T> qs(sqp * dp), dos(sqp * dvp), dqa(sqp * dp), delta(sqp), lrow(sqp);
@@ -542,10 +545,14 @@ struct Backward {
           // Keys from lim on are masked (causal) or past the last key: p = 0. One pass computes p and dS.
           const int64_t lim = !edge ? BC : sh.causal ? std::min(nc, i0 + r - j0 + 1) : nc;
           const int64_t cend = diag ? cols(r / L) : BC;
-          for (int64_t c = 0; c < cend; ++c) {
-            const T pc = c < lim ? softmax_exp(pr[c] - lse_r) : T(0);
-            pr[c] = pc;
-            dsr[c] = pc * (dsr[c] - dl);
+          for (int64_t c = 0; c < cend; c += L) {  // cend is a multiple of L
+            V x, g;
+            std::memcpy(&x, pr + c, sizeof(V));
+            std::memcpy(&g, dsr + c, sizeof(V));
+            const V pc = lane + T(c) < T(lim) ? softmax_exp(x - lse_r) : V{};
+            g = pc * (g - dl);
+            std::memcpy(pr + c, &pc, sizeof(V));
+            std::memcpy(dsr + c, &g, sizeof(V));
           }
         }
         const int64_t nkc = diag ? (std::min(nc, nr) + L - 1) / L : 1;  // key chunks seen by some row
