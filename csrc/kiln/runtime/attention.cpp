@@ -42,8 +42,8 @@ template <typename T>
 struct Buffer {  // uninitialised scratch, freed on scope exit
   T* p;
   // 64-byte aligned: the blocks are walked in whole vectors.
-  explicit Buffer(int64_t n)
-      : p(static_cast<T*>(std::aligned_alloc(64, (sizeof(T) * static_cast<size_t>(std::max<int64_t>(n, 1)) + 63) / 64 * 64))) {}
+  explicit Buffer(int64_t n) : p(static_cast<T*>(std::aligned_alloc(64, bytes(n)))) {}
+  static size_t bytes(int64_t n) { return (sizeof(T) * static_cast<size_t>(std::max<int64_t>(n, 1)) + 63) / 64 * 64; }
   ~Buffer() { std::free(p); }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
@@ -565,7 +565,8 @@ struct Backward {
         }
         for (int64_t g = 0; g < nchunk; ++g) {
           const int64_t r0 = diag ? g * L : 0;
-          gemm<T>(rows(g), dp, cols(g), ds.p + r0 * BC, BC, 1, kp.p, dp, dqa.p + (i0 + r0) * dp, dp, true);  // dQ += dS K
+          // dQ += dS K
+          gemm<T>(rows(g), dp, cols(g), ds.p + r0 * BC, BC, 1, kp.p, dp, dqa.p + (i0 + r0) * dp, dp, true);
         }
       }
       T* dkb = dk.at(i1b, i2b);
