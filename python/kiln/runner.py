@@ -28,6 +28,16 @@ except ImportError:  # pragma: no cover - another torch
         return torch.empty_strided(sizes, strides, dtype=dtype)
 
 
+# Reading data pointers on the call path: the C function PyTorch publishes for compiled code (its
+# address; _C calls it on exact torch.Tensor / nn.Parameter objects), where this torch has it.
+try:
+    from torch._C._dynamo.guards import _torchinductor_pyobject_tensor_data_ptr as _data_ptr_fn
+except ImportError:  # pragma: no cover - another torch: t.data_ptr() through Python
+    _data_ptr_fn = None
+if isinstance(_data_ptr_fn, int) and _data_ptr_fn != 0:
+    _C.use_fast_data_ptr(_data_ptr_fn, torch.Tensor, torch.nn.Parameter)
+
+
 class KilnGraph:
     """A compiled FX graph; calling it returns what the graph's output node returns."""
 

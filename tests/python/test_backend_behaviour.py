@@ -177,15 +177,18 @@ def test_constant_tensor_in_graph_is_right_and_not_silent():
     assert ran_in_kiln or st.delta["graphs_failed"] > 0 or st.delta["fallback_ops"], st.delta
 
 
-def test_compiled_graph_called_from_several_threads():
+# 48: small enough that the call keeps the GIL; 160: it releases it, so the threads run the graph (and
+# take its arena) at the same time.
+@pytest.mark.parametrize("n", [48, 160])
+def test_compiled_graph_called_from_several_threads(n):
     import threading
 
     def f(x, y):
         return ((x @ y).relu() + x.sum(-1, keepdim=True)).softmax(-1)
 
     g = torch.Generator().manual_seed(6)
-    xs = [torch.randn(48, 48, generator=g) for _ in range(6)]
-    y = torch.randn(48, 48, generator=g)
+    xs = [torch.randn(n, n, generator=g) for _ in range(6)]
+    y = torch.randn(n, n, generator=g)
     compiled = torch.compile(f, backend="kiln")
     compiled(xs[0], y)
     errors = []

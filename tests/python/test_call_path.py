@@ -1,5 +1,6 @@
 """The call path of a compiled graph: the one native call (_C.BoxedCall) a static graph gets, and the
 Python path it hands every other call to (inputs in another layout or dtype)."""
+import pytest
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -77,3 +78,28 @@ def test_views_arguments_and_constants_are_returned_natively():
     assert got[0].data_ptr() == x.data_ptr() and got[0].stride() == (1, 6)  # still a view of x
     assert got[2].data_ptr() == got[1].data_ptr()  # a view of the other output
     assert got[3] is y and got[4] is None
+
+
+def test_parameters_views_and_tensor_subclasses_are_read_at_their_data():
+    # Exact torch.Tensor and nn.Parameter objects have their pointer read by PyTorch's C function;
+    # a subclass goes through its data_ptr() method. Each must give the data at its storage offset.
+    class Tagged(torch.Tensor):
+        pass
+
+    x, y = torch.randn(7, 5), torch.randn(5, 3)
+    call = _boxed(_two_outputs, x, y)
+    want = _two_outputs(x, y)
+    shifted = torch.cat([torch.randn(2, 5), x])[2:]  # x's values at storage offset 10
+    for a, b in [(shifted, y), (torch.nn.Parameter(x.clone()), y), (x, torch.nn.Parameter(y.clone())),
+                 (x.clone().as_subclass(Tagged), y)]:
+        got = _call_once(call, a, b)
+        for g, e in zip(got, want):
+            assert_same(g.as_subclass(torch.Tensor), e)
+
+
+def test_boxed_call_rejects_anything_but_one_list():
+    x, y = torch.randn(7, 5), torch.randn(5, 3)
+    call = _boxed(_two_outputs, x, y)
+    for bad in [lambda: call((x, y)), lambda: call([x, y], [x, y]), lambda: call(), lambda: call(args=[x, y])]:
+        with pytest.raises(TypeError, match="one list of arguments"):
+            bad()

@@ -237,6 +237,15 @@ NB_MODULE(_C, m) {
   m.def("share_openmp_pool", [](const std::string& path) { return kiln_share_openmp_pool(path.c_str()) != 0; });
   m.def("get_num_threads", &kiln_get_num_threads);
   kiln::bindings::bind_boxed_call(m);
+  m.def("use_fast_data_ptr", [](uintptr_t address, nb::handle tensor_type, nb::handle parameter_type) {
+    auto& fast = kiln::bindings::FastDataPtr::get();
+    KILN_USER_CHECK(PyType_Check(tensor_type.ptr()) && PyType_Check(parameter_type.ptr()), "kiln: expected types");
+    tensor_type.inc_ref();  // kept for the process's life, like the function they guard
+    parameter_type.inc_ref();
+    fast.types[0] = reinterpret_cast<PyTypeObject*>(tensor_type.ptr());
+    fast.types[1] = reinterpret_cast<PyTypeObject*>(parameter_type.ptr());
+    fast.fn = reinterpret_cast<void* (*)(PyObject*)>(address);
+  });
   m.def("run_passes", [](const std::string& text) {
     return print_graph(run_graph_pipeline(parse_graph(text), PipelineOptions{}));
   });

@@ -58,8 +58,24 @@ inline bool append_ints(PyObject* tuple, std::vector<int64_t>& out) {
   return true;
 }
 
-// The data pointer of tensor t (one Python call).
+// PyTorch publishes, for compiled code, a C function that reads a tensor's data pointer
+// (torch._C._dynamo.guards._torchinductor_pyobject_tensor_data_ptr, an address of void*(PyObject*)):
+// a plain C signature, no link to libtorch. It skips t.data_ptr()'s method call and int object. Used
+// only on objects whose type is exactly one of `types` (torch.Tensor, nn.Parameter): a subclass may
+// have no storage of its own, and the Python call handles it (or raises).
+struct FastDataPtr {
+  void* (*fn)(PyObject*) = nullptr;
+  PyTypeObject* types[2] = {nullptr, nullptr};
+  static FastDataPtr& get() {
+    static FastDataPtr f;
+    return f;
+  }
+};
+
+// The data pointer of tensor t.
 inline void* tensor_data(PyObject* t) {
+  const FastDataPtr& fast = FastDataPtr::get();
+  if (fast.fn && (Py_TYPE(t) == fast.types[0] || Py_TYPE(t) == fast.types[1])) return fast.fn(t);
   nb::object p = nb::steal(PyObject_CallMethodNoArgs(t, TensorNames::get().data_ptr));
   if (!p.is_valid()) throw nb::python_error();
   const unsigned long long v = PyLong_AsUnsignedLongLong(p.ptr());

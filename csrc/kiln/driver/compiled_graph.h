@@ -1,5 +1,6 @@
 // compiled_graph.h — from an imported graph to a loaded native executable, and running it.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -81,10 +82,15 @@ class CompiledGraph {
   struct Arena {
     char* data = nullptr;
     int64_t bytes = 0;
+    bool hot = false;  // it is hot_, taken without the lock
   };
+  // hot_ serves one caller at a time without a lock; concurrent callers share free_arenas_.
+  std::atomic_flag hot_taken_;
+  Arena hot_;
   std::mutex arenas_mu_;
   std::vector<Arena> free_arenas_;
   Arena acquire_arena(int64_t bytes);
+  static Arena new_arena(int64_t bytes);
   void release_arena(Arena a);
 
  public:

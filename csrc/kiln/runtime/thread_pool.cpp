@@ -286,8 +286,9 @@ void kiln_parallel_for(int64_t begin, int64_t end, int64_t grain, kiln_range_fn 
   if (grain < 1) grain = 1;
   const int64_t size = end - begin;
   const int nthreads = kiln_get_num_threads();
-  // size / 2 < grain  <=>  size < 2 * grain, without overflow
-  if (tls_in_parallel || nthreads <= 1 || size / 2 < grain) {
+  // size / 2 < grain  <=>  size < 2 * grain, without overflow. The thread-local flag is read last:
+  // in a shared library it costs a call, and most small calls end at the first test.
+  if (size / 2 < grain || nthreads <= 1 || tls_in_parallel) {
     fn(ctx, begin, end);
     return;
   }
