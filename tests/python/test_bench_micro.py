@@ -1,5 +1,6 @@
 """The micro-benchmarks' references: the FMA loop that takes turns with GEMMs, the GEMM rows' share
-of it, and the per-call overhead rows net of `null` and of `no work`."""
+of it, the triad loop that takes turns with the pointwise kernels, and the per-call overhead rows net
+of `null` and of `no work`."""
 import pytest
 import torch
 
@@ -51,3 +52,32 @@ def test_overhead_rows_are_net_of_null_and_of_no_work(tmp_path, monkeypatch):
     assert kiln["net_us"] == pytest.approx(kiln["us_per_call"] - by["null"]["us_per_call"])
     assert kiln["net_of_no_work_us"] == pytest.approx(kiln["us_per_call"] - by["no work"]["us_per_call"])
     assert "net of no work" in "\n".join(micro_report.sections(rows, settings.contenders))
+
+
+def test_triad_step_writes_b_times_c_plus_d_on_the_openmp_pool():
+    torch.mm(torch.randn(8, 8), torch.randn(8, 8))  # PyTorch's OpenMP pool is loaded
+    b, c, d = (torch.randn(10007) for _ in range(3))  # a size no thread count divides
+    out = torch.full_like(b, float("nan"))
+    step = peak.triad_step(torch.get_num_threads(), out, b, c, d)
+    if step is None:
+        pytest.skip("no OpenMP pool or no C compiler")
+    step()
+    torch.testing.assert_close(out, torch.addcmul(d, b, c), rtol=1e-6, atol=1e-6)
+    assert peak.triad_step(1, out, b.double(), c, d) is None  # float32 only
+
+
+def test_pointwise_kernel_rows_carry_the_triad_of_the_same_rounds(tmp_path, monkeypatch):
+    monkeypatch.setattr(micro, "POINTWISE_N", 1 << 16)
+    settings = _settings(tmp_path)
+    with StatsWatch() as w:
+        rows = micro.pointwise(settings, Progress(10, enabled=False))
+    assert_kiln_ran(w.delta)
+    kinds = {(r["contender"], r["kind"]) for r in rows}
+    assert kinds == {("eager", "kernel"), ("eager (addcmul)", "kernel"), ("eager", "end to end"),
+                     ("kiln", "kernel"), ("kiln", "end to end")}
+    for r in rows:
+        assert not r["error"] and r["gbps"] > 0
+        if r["kind"] == "kernel":
+            assert r["triad_same_rounds_gbps"] is None or r["triad_same_rounds_gbps"] > 0
+    text = "\n".join(micro_report.sections(rows, settings.contenders))
+    assert "Pointwise `a * b + c`" in text

@@ -109,8 +109,9 @@ int main(int argc, char **argv) {
 """
 
 
-# The same FMA loop as a library function run on PyTorch's own OpenMP pool (its GOMP_parallel is
-# passed in), so that it can take turns with GEMMs in one timing loop: the peak at the same moments.
+# The same FMA and triad loops as library functions run on PyTorch's own OpenMP pool (its
+# GOMP_parallel is passed in), so that they can take turns with GEMMs or pointwise kernels in one
+# timing loop: the machine's limits at the same moments.
 _IN_PROCESS_SOURCE = r"""
 typedef float v16 __attribute__((vector_size(64)));
 typedef struct { long iters; float sink[256]; } job_t;
@@ -132,6 +133,23 @@ typedef void (*gomp_parallel_t)(void (*)(void *), void *, unsigned, unsigned);
 void kiln_bench_fma(void *gomp_parallel, unsigned threads, long iters) {
     job_t job = {iters, {0}};
     ((gomp_parallel_t)gomp_parallel)(body, &job, threads, 0);
+}
+/* a[i] = b[i] * c[i] + d[i]: each pool thread claims one of `parts` equal pieces, as the C triad
+   program's threads do. */
+typedef struct { float *a; const float *b, *c, *d; long n; unsigned parts, next; } triad_t;
+static void triad_body(void *p) {
+    triad_t *t = (triad_t *)p;
+    unsigned k = __atomic_fetch_add(&t->next, 1, __ATOMIC_RELAXED);
+    if (k >= t->parts) return;
+    long lo = t->n * k / t->parts, hi = t->n * (k + 1) / t->parts;
+    float *restrict a = t->a;
+    const float *restrict b = t->b, *restrict c = t->c, *restrict d = t->d;
+    for (long i = lo; i < hi; i++) a[i] = b[i] * c[i] + d[i];
+}
+void kiln_bench_triad(void *gomp_parallel, unsigned threads, float *a, const float *b, const float *c,
+                      const float *d, long n) {
+    triad_t t = {a, b, c, d, n, threads, 0};
+    ((gomp_parallel_t)gomp_parallel)(triad_body, &t, threads, 0);
 }
 """
 
@@ -159,9 +177,9 @@ def _build() -> str:
     return _compile(_SOURCE, "peak", ["-pthread"])
 
 
-def fma_step(threads: int, flops: float):
-    """(callable, flops per call): the FMA peak loop on PyTorch's OpenMP pool, to time side by side
-    with other work; None where there is no OpenMP pool or no C compiler."""
+def _in_process():
+    """(PyTorch's GOMP_parallel address, the in-process helper library), or None where there is no
+    OpenMP pool or no C compiler."""
     import ctypes
 
     try:
@@ -170,13 +188,40 @@ def fma_step(threads: int, flops: float):
         if not gomp:
             return None
         parallel = ctypes.cast(ctypes.CDLL(gomp[0]).GOMP_parallel, ctypes.c_void_p).value
-        lib = ctypes.CDLL(_compile(_IN_PROCESS_SOURCE, "fma-step", ["-shared", "-fPIC"]))
+        return parallel, ctypes.CDLL(_compile(_IN_PROCESS_SOURCE, "in-process", ["-shared", "-fPIC"]))
     except Exception:
         return None
+
+
+def fma_step(threads: int, flops: float):
+    """(callable, flops per call): the FMA peak loop on PyTorch's OpenMP pool, to time side by side
+    with other work; None where there is no OpenMP pool or no C compiler."""
+    import ctypes
+
+    found = _in_process()
+    if found is None:
+        return None
+    parallel, lib = found
     run = lib.kiln_bench_fma
     run.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_long]
     iters = max(1, int(flops / (384 * threads)))
     return (lambda: run(parallel, threads, iters)), 384.0 * threads * iters
+
+
+def triad_step(threads: int, out: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor):
+    """A callable writing b * c + d into out (contiguous float32 tensors of one size) with the C triad
+    loop on PyTorch's OpenMP pool, to time side by side with other work; None where there is no
+    OpenMP pool or no C compiler. The tensors must outlive the callable."""
+    import ctypes
+
+    found = _in_process()
+    if found is None or any(t.dtype != torch.float32 or not t.is_contiguous() for t in (out, b, c, d)):
+        return None
+    parallel, lib = found
+    run = lib.kiln_bench_triad
+    run.argtypes = [ctypes.c_void_p, ctypes.c_uint] + [ctypes.c_void_p] * 4 + [ctypes.c_long]
+    ptrs = [t.data_ptr() for t in (out, b, c, d)]
+    return lambda: run(parallel, threads, *ptrs, out.numel())
 
 
 def fma_peak(threads: int) -> tuple[float, str]:
