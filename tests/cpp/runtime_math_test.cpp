@@ -1,4 +1,5 @@
-// runtime_math_test.cpp — error bounds of the prelude's vectorizable math, over every float in range.
+// runtime_math_test.cpp — error bounds of the prelude's vectorizable math (and the fused attention's
+// vector exp), over every float in range.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <cstring>
 
 #include "kiln/runtime/kiln_prelude.h"
+#include "kiln/runtime/softmax_exp.h"
 
 // Reference: the double libm result rounded to float, the correctly rounded result except where the
 // exact value lies within about 2^-29 ulp of a midpoint between two floats. exp, log and rsqrt
@@ -253,4 +255,42 @@ TEST(RuntimeMath, ActivationsOnTheVectorMath) {
   EXPECT_NEAR(kiln_rt::gelu(1.0f), 0.8413447f, 1e-6f);
   EXPECT_NEAR(kiln_rt::gelu_tanh(1.0f), 0.8411920f, 1e-6f);
   EXPECT_NEAR(kiln_rt::silu(1.0f), 0.7310586f, 1e-6f);
+}
+
+// The fused attention's exp, one 16-float vector at a time as the kernels call it: every float in
+// [-87.3, 0] (about 1.1e9 inputs, the arguments a softmax gives it once the row max is subtracted):
+// measured 1 ulp. Below -87.3, and for masked (-inf) entries, it gives exp(-87.3), a normal float.
+TEST(RuntimeMath, SoftmaxExpVectorWithinOneUlpOnSoftmaxArguments) {
+  typedef float V __attribute__((vector_size(64)));
+  constexpr int L = 16;
+  auto ref = [](float x) { return static_cast<float>(std::exp(static_cast<double>(x))); };
+  Worst w;
+  const uint32_t lo = bits_of(-0.0f), hi = bits_of(-87.3f);  // negative floats: bits grow with |x|
+  alignas(64) float xs[L], ys[L];
+  for (uint64_t base = lo; base <= hi; base += L) {
+    for (int i = 0; i < L; ++i) {
+      const uint32_t u = static_cast<uint32_t>(std::min<uint64_t>(base + i, hi));
+      std::memcpy(&xs[i], &u, 4);
+    }
+    V x;
+    std::memcpy(&x, xs, sizeof x);
+    const V y = kiln_rt::attn::softmax_exp(x);
+    std::memcpy(ys, &y, sizeof y);
+    for (int i = 0; i < L; ++i) {
+      const float want = ref(xs[i]);
+      const int64_t d = ulp_distance(ys[i], want);
+      if (d > w.ulp) w = {d, xs[i], ys[i], want};
+    }
+  }
+  EXPECT_LE(w.ulp, 1) << w;
+
+  V special = {-INFINITY, -1e30f, -87.31f, -200.0f, NAN, 0.0f, -0.0f, -1.0f};
+  const V y = kiln_rt::attn::softmax_exp(special);
+  const float floor_value = ref(-87.3f);
+  for (int i = 0; i < 4; ++i) EXPECT_LE(ulp_distance(y[i], floor_value), 1) << "x = " << special[i];
+  EXPECT_TRUE(std::isnan(y[4]));
+  EXPECT_EQ(y[5], 1.0f);
+  EXPECT_EQ(y[6], 1.0f);
+  EXPECT_LE(ulp_distance(y[7], ref(-1.0f)), 1);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(kiln_rt::attn::softmax_exp(special[i]) == y[i] || std::isnan(y[i]), true);
 }
