@@ -35,6 +35,11 @@ template <typename T>
 struct Vec {
   static constexpr int L = 64 / sizeof(T);  // one 512-bit vector (two 256-bit halves on AVX2)
   typedef T type __attribute__((vector_size(64), aligned(sizeof(T))));
+  static type lane_indices() {  // {0, 1, ..., L - 1}: lane compares mask by position
+    type v;
+    for (int i = 0; i < L; ++i) v[i] = T(i);
+    return v;
+  }
 };
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -331,8 +336,7 @@ struct Forward {
     // The running max per query lane, down the key rows. On the diagonal, the queries of vector g
     // before key j are masked (-inf) as row j is read.
     const V ninf = V{} - infinity<T>();
-    V lane;
-    for (int i = 0; i < L; ++i) lane[i] = T(i);
+    const V lane = Vec<T>::lane_indices();
     V mx[NCH];
     for (int h = 0; h < NCH; ++h) mx[h] = ld(w.m, 0, h);
     for (int64_t g = 0; g < nchunk; ++g)
@@ -464,8 +468,7 @@ struct Backward {
     int64_t i1b = t / sh.b2, i2b = t % sh.b2;
     using V = typename Vec<T>::type;
     constexpr int L = Vec<T>::L;
-    V lane;  // lane indices, to mask keys from lim on
-    for (int i = 0; i < L; ++i) lane[i] = T(i);
+    const V lane = Vec<T>::lane_indices();  // to mask keys from lim on
     const int64_t dp = round_up(std::max<int64_t>(sh.d, 1), L), dvp = round_up(std::max<int64_t>(sh.dv, 1), L);
     const int64_t sqp = round_up(std::max<int64_t>(sh.sq, 1), BR);
     Buffer<T> qs(sqp * dp), dos(sqp * dvp), dqa(sqp * dp), delta(sqp), lrow(sqp);
