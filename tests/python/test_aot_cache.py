@@ -102,17 +102,21 @@ import json, torch, kiln
 def f(x, w):
     return torch.nn.functional.gelu(x @ w).sum(-1) * x.shape[0]
 compiled = torch.compile(f, backend="kiln", dynamic=True)
+torch.manual_seed(0)
 w = torch.randn(16, 8, requires_grad=True)
 for n in (5, 9):
     x = torch.randn(n, 16, requires_grad=True)
     out = compiled(x, w)
     out.sum().backward()
     got, w.grad = w.grad.clone(), None
-    want = f(x, w)
+    # The reference in float64: w's gradient (up to ~70 here) sums n * 8 products scaled by n, where
+    # float32 summation orders alone differ by more than assert_close's float32 defaults (seen: 1.9e-5
+    # between kiln and eager float32). kiln and eager float32 are both within 1e-5 of it (measured).
+    x64, w64 = x.detach().double(), w.detach().double().requires_grad_()
+    want = f(x64, w64)
     want.sum().backward()
-    torch.testing.assert_close(out, want)
-    torch.testing.assert_close(got, w.grad)
-    w.grad = None
+    torch.testing.assert_close(out, want.float(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got, w64.grad.float(), rtol=1e-4, atol=1e-4)
 s = kiln.stats()
 print("STATS" + json.dumps({"aot_hits": s.get("aot_cache_hits", 0), "compiler_runs": s["compiler_runs"],
                             "calls": s["calls"], "torch_hits": 0}))
