@@ -228,6 +228,7 @@ CompiledGraph::Arena CompiledGraph::acquire_arena(int64_t bytes) {
   if (!hot_taken_.test_and_set(std::memory_order_acquire)) {
     if (hot_.bytes < bytes) {
       std::free(hot_.data);
+      hot_ = Arena{};  // nothing dangles if the allocation below throws
       hot_ = new_arena(bytes);
     }
     Arena a = hot_;
