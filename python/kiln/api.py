@@ -1,4 +1,4 @@
-"""Public API: kiln.compile and kiln.stats."""
+"""Public API: kiln.compile, kiln.stats and kiln.target."""
 from __future__ import annotations
 
 import collections
@@ -29,6 +29,17 @@ def stats() -> dict:
     s.setdefault("eager_islands", 0)
     s.setdefault("eager_calls", 0)
     return s
+
+
+def target(isa: str | None = None) -> dict:
+    """The machine kiln compiles for: ISA level, vector width and registers, caches, cores, CPU.
+
+    With `isa` ("baseline", "avx2", "avx512", "avx512_amx"), this machine at that level (what
+    options={"isa": ...} compiles for); without, the process's level ($KILN_ISA or the CPU's best).
+    """
+    from kiln import _C
+
+    return dict(_C.target(isa or ""))
 
 
 def reset_stats() -> None:

@@ -21,6 +21,9 @@ class Options:
     # setting when the graph is compiled. "high" and "medium" let GEMMs run on AMX with operands
     # split into two bfloat16 planes (about 16 significand bits) or rounded to one.
     matmul_precision: str | None = None
+    # ISA level of the generated code and the runtime kernels it calls: "baseline", "avx2", "avx512",
+    # "avx512_amx"; None: $KILN_ISA, else the CPU's best (kiln.target()).
+    isa: str | None = None
 
     def gemm_bf16_planes(self) -> int:
         """bfloat16 planes per float GEMM operand (kiln_gemm_f32's bf16_planes) for this precision."""
@@ -51,6 +54,10 @@ class Options:
         if o.matmul_precision not in MATMUL_PLANES:
             raise ValueError(f"kiln: matmul_precision must be one of {tuple(MATMUL_PLANES)}, "
                              f"not {o.matmul_precision!r}")
+        if o.isa is not None:
+            from kiln import _C
+
+            _C.target(o.isa)  # a clear error now for a level that is not one or that this CPU cannot run
         if o.fallback not in ("eager", "error"):
             raise ValueError(f"kiln: fallback must be 'eager' or 'error', not {o.fallback!r}")
         return o

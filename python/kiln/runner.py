@@ -56,7 +56,7 @@ class KilnGraph:
                 candidates[j] = (self.imp.tensor_args.index(m.arg), m.arg)
         self.compiled = _C.compile(self.imp.builder, INCLUDE_DIR, LIB_DIR, debug_dir, opts.mode, opts.verify,
                                    self.imp.alias_ok, [(j, i) for j, (i, _) in candidates.items()],
-                                   opts.gemm_bf16_planes())
+                                   opts.gemm_bf16_planes(), opts.isa or "")
         t = self.compiled.times
         api.count("compile_seconds", t["total"])
         logger.info("compiled %s: %d kernels, %.3fs (passes %.3fs, codegen %.3fs, compiler %.3fs, cache hit %s)",

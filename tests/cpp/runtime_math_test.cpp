@@ -8,18 +8,34 @@
 #include <cstring>
 
 #include "kiln/runtime/kiln_prelude.h"
+#include "kiln/runtime/kiln_runtime.h"
+#include "kiln/runtime/simd.h"
 #include "kiln/runtime/softmax_exp.h"
 
 // Reference: the double libm result rounded to float, the correctly rounded result except where the
 // exact value lies within about 2^-29 ulp of a midpoint between two floats. exp, log and rsqrt
 // are swept over every float of their range; the others over every float where they are more than
 // their leading term (x near 0, +-1 or -1 where they saturate) and 1 in kTailStride floats of the
-// rest. The file is built with the flags generated code gets (CMakeLists.txt), so kiln's side
-// vectorizes and libm's double functions dominate: 75 to 95 s in all on one core.
+// rest. The file is built once per ISA level with that level's flags, as generated code is
+// (CMakeLists.txt), so kiln's side vectorizes and libm's double functions dominate: 65 to 95 s in all
+// on one core. Every float is swept at the CPU's own level; at the levels below it (forced, slower,
+// the baseline without FMA) 1 float in kLowerLevelStride, so that each level's code is still checked
+// across every range.
 
 namespace {
 
 constexpr uint32_t kTailStride = 16;
+constexpr uint32_t kLowerLevelStride = 13;
+
+// 1 where this build's level is the CPU's best, kLowerLevelStride below it.
+uint32_t level_stride() {
+  static const uint32_t s = [] {
+    const int built = kiln_isa_from_name(kiln_rt::simd::kLevelName);
+    // AMX is not vector code: an AVX-512 build is the CPU's own level there too.
+    return built >= std::min<int>(kiln_get_target()->detected_isa, KILN_ISA_AVX512) ? 1u : kLowerLevelStride;
+  }();
+  return s;
+}
 
 uint32_t bits_of(float f) {
   uint32_t b;
@@ -56,6 +72,7 @@ void sweep(float a, float b, uint32_t stride, F f, Ref ref, Worst& w) {
   constexpr uint32_t kBlock = 4096;
   static float xs[kBlock], ys[kBlock];
   uint64_t lo = std::min(bits_of(a), bits_of(b)), hi = std::max(bits_of(a), bits_of(b));
+  stride *= level_stride();
   for (uint64_t base = lo; base <= hi; base += uint64_t{kBlock} * stride) {
     uint32_t n = 0;
     for (uint64_t u = base; u <= hi && n < kBlock; u += stride) {
@@ -257,19 +274,20 @@ TEST(RuntimeMath, ActivationsOnTheVectorMath) {
   EXPECT_NEAR(kiln_rt::silu(1.0f), 0.7310586f, 1e-6f);
 }
 
-// The fused attention's exp, one 16-float vector at a time as the kernels call it: every float in
+// The fused attention's exp, one vector of the level at a time as the kernels call it: every float in
 // [-87.3, 0] (about 1.1e9 inputs, the arguments a softmax gives it once the row max is subtracted):
 // measured 1 ulp. Below -87.3, and for masked (-inf) entries, it gives exp(-87.3), a normal float.
 TEST(RuntimeMath, SoftmaxExpVectorWithinOneUlpOnSoftmaxArguments) {
-  typedef float V __attribute__((vector_size(64)));
-  constexpr int L = 16;
+  using V = kiln_rt::simd::Vec<float>::V;
+  constexpr int L = kiln_rt::simd::Vec<float>::L;
   auto ref = [](float x) { return static_cast<float>(std::exp(static_cast<double>(x))); };
   Worst w;
   const uint32_t lo = bits_of(-0.0f), hi = bits_of(-87.3f);  // negative floats: bits grow with |x|
   alignas(64) float xs[L], ys[L];
-  for (uint64_t base = lo; base <= hi; base += L) {
+  const uint64_t stride = level_stride();
+  for (uint64_t base = lo; base <= hi; base += L * stride) {
     for (int i = 0; i < L; ++i) {
-      const uint32_t u = static_cast<uint32_t>(std::min<uint64_t>(base + i, hi));
+      const uint32_t u = static_cast<uint32_t>(std::min<uint64_t>(base + i * stride, hi));
       std::memcpy(&xs[i], &u, 4);
     }
     V x;
@@ -284,8 +302,15 @@ TEST(RuntimeMath, SoftmaxExpVectorWithinOneUlpOnSoftmaxArguments) {
   }
   EXPECT_LE(w.ulp, 1) << w;
 
-  V special = {-INFINITY, -1e30f, -87.31f, -200.0f, NAN, 0.0f, -0.0f, -1.0f};
-  const V y = kiln_rt::attn::softmax_exp(special);
+  const float specials[8] = {-INFINITY, -1e30f, -87.31f, -200.0f, NAN, 0.0f, -0.0f, -1.0f};
+  float y[8];
+  for (int i0 = 0; i0 < 8; i0 += L) {  // 8 specials in vectors of L lanes (4 on the baseline)
+    V x{};
+    for (int i = 0; i < L && i0 + i < 8; ++i) x[i] = specials[i0 + i];
+    const V r = kiln_rt::attn::softmax_exp(x);
+    for (int i = 0; i < L && i0 + i < 8; ++i) y[i0 + i] = r[i];
+  }
+  const float* special = specials;
   const float floor_value = ref(-87.3f);
   for (int i = 0; i < 4; ++i) EXPECT_LE(ulp_distance(y[i], floor_value), 1) << "x = " << special[i];
   EXPECT_TRUE(std::isnan(y[4]));

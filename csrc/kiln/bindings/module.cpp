@@ -192,14 +192,39 @@ NB_MODULE(_C, m) {
       "compile",
       [](const AtenImporter& b, const std::string& include_dir, const std::string& lib_dir, const std::string& debug_dir,
          const std::string& mode, bool verify, const std::vector<bool>& alias_ok,
-         const std::vector<std::pair<int32_t, int32_t>>& in_place, int gemm_bf16_planes) {
-        CompileOptions o{include_dir, lib_dir, debug_dir, mode, verify, alias_ok, in_place, gemm_bf16_planes};
+         const std::vector<std::pair<int32_t, int32_t>>& in_place, int gemm_bf16_planes, const std::string& isa) {
+        CompileOptions o{include_dir, lib_dir, debug_dir, mode, verify, alias_ok, in_place, gemm_bf16_planes,
+                         Target::named(isa)};
         nb::gil_scoped_release release;
         return CompiledGraph::compile(b.graph(), o);
       },
       nb::arg("builder"), nb::arg("include_dir"), nb::arg("lib_dir"), nb::arg("debug_dir") = "",
       nb::arg("mode") = "default", nb::arg("verify") = false, nb::arg("alias_ok") = std::vector<bool>{},
-      nb::arg("in_place") = std::vector<std::pair<int32_t, int32_t>>{}, nb::arg("gemm_bf16_planes") = 0);
+      nb::arg("in_place") = std::vector<std::pair<int32_t, int32_t>>{}, nb::arg("gemm_bf16_planes") = 0,
+      nb::arg("isa") = "");
+  // The target description (kiln.target()): the process's, or this machine at a named level.
+  m.def(
+      "target",
+      [](const std::string& isa) {
+        const Target t = Target::named(isa);
+        nb::dict d;
+        d["isa"] = t.isa_name();
+        d["detected_isa"] = std::string(kiln_isa_name(t.detected_isa));
+        d["forced"] = t.isa != t.detected_isa;
+        d["vector_bits"] = t.vector_bytes * 8;
+        d["vector_registers"] = t.vector_registers;
+        d["float_lanes"] = t.vector_bytes / 4;
+        d["reduction_lanes"] = t.reduction_lanes();
+        d["l1d_bytes"] = t.l1d_bytes;
+        d["l2_bytes"] = t.l2_bytes;
+        d["l3_bytes"] = t.l3_bytes;
+        d["cores"] = t.cores;
+        d["cpu"] = t.cpu;
+        d["compiler_flags"] = t.compiler_flags();
+        d["amx"] = t.isa == KILN_ISA_AVX512_AMX;
+        return d;
+      },
+      nb::arg("isa") = "");
 
   m.def("stats", [] {
     nb::dict d;

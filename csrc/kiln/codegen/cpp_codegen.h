@@ -3,6 +3,7 @@
 #include <string>
 
 #include "kiln/loops/kernel_plan.h"
+#include "kiln/target/target.h"
 
 namespace kiln {
 
@@ -10,6 +11,7 @@ namespace kiln {
 //   extern "C" int kiln_entry(void* const* buffers, const int64_t* symbols, char* arena);
 // buffers = graph inputs then graph outputs; symbols in graph.symbols order; arena of
 // plan.arena_bytes bytes (64-byte aligned). Returns 0, or non-zero after kiln_set_error().
-std::string generate_cpp(const Graph& g, const KernelPlan& plan);
+// The code is for `target`: its reduction lanes, and the runtime kernels of its ISA level.
+std::string generate_cpp(const Graph& g, const KernelPlan& plan, const Target& target = Target::host());
 
 }  // namespace kiln

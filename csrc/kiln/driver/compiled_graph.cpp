@@ -88,6 +88,8 @@ void stamp_matmul_precision(Graph& g, int planes) {
 
 std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, const CompileOptions& opt) {
   auto t0 = std::chrono::steady_clock::now();
+  // Generated code calls the runtime kernels of its level: they must load here.
+  KILN_USER_CHECK(kiln_kernels_for(opt.target.isa) != nullptr, kiln_last_error());
   auto cg = std::make_shared<CompiledGraph>();
   cg->graph_ = imported;
   stamp_matmul_precision(cg->graph_, opt.gemm_bf16_planes);
@@ -97,12 +99,14 @@ std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, con
   std::string alias_bits;
   for (bool b : opt.alias_ok) alias_bits += b ? '1' : '0';
   for (auto [j, i] : opt.in_place_candidates) alias_bits += str_cat(" ", j, ":", i);
-  std::string key = sha256_hex(str_cat("kiln-graph-v1\n", KILN_BUILD_ID, "\n", opt.mode, "\n", alias_bits, "\n", imported_text));
+  std::string key = sha256_hex(str_cat("kiln-graph-v2\n", KILN_BUILD_ID, "\n", opt.mode, "\n", opt.target.describe(),
+                                       alias_bits, "\n", imported_text));
 
   jit::BuildRequest req;
   req.key = key;
   req.include_dir = opt.include_dir;
   req.lib_dir = opt.lib_dir;
+  req.target_flags = opt.target.compiler_flags();
   if (!opt.debug_dir.empty()) {
     req.debug_dir = opt.debug_dir;
     write_file(opt.debug_dir, "00-imported.kir", imported_text);
@@ -123,11 +127,11 @@ std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, con
     Graph optimized = run_graph_pipeline(cg->graph_, po);
     std::vector<bool> alias_ok = opt.alias_ok;
     alias_ok.resize(optimized.outputs().size(), false);
-    KernelPlan plan = plan_kernels(optimized, alias_ok);
+    KernelPlan plan = plan_kernels(optimized, alias_ok, opt.target);
     plan_in_place(optimized, opt.in_place_candidates, plan);
     cg->times_.passes = seconds_since(tp);
     auto tc = std::chrono::steady_clock::now();
-    std::string source = generate_cpp(optimized, plan);
+    std::string source = generate_cpp(optimized, plan, opt.target);
     source += "\nextern \"C\" const char* kiln_metadata() { return " + c_string_literal(metadata_text(optimized, plan)) + "; }\n";
     cg->times_.codegen = seconds_since(tc);
     if (!opt.debug_dir.empty()) {

@@ -10,6 +10,7 @@
 
 #include "kiln/ir/graph.h"
 #include "kiln/jit/jit.h"
+#include "kiln/target/target.h"
 
 namespace kiln {
 
@@ -26,6 +27,9 @@ struct CompileOptions {
   // float matmuls: bfloat16 planes per operand on AMX (kiln_gemm_f32's bf16_planes; 0: float FMA
   // only). Stamped on each float matmul as its bf16_planes attribute before keying and passes.
   int gemm_bf16_planes = 0;
+  // The machine and ISA level the code is for: the -march it is compiled with, its vector lanes,
+  // the runtime kernels it calls. Part of the cache key.
+  Target target = Target::host();
 };
 
 struct OutputAlias {

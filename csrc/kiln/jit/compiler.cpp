@@ -136,10 +136,15 @@ std::string run_capture(const Command& argv, int* status) {
   return out;
 }
 
-BuildFlags build_flags(const Toolchain& tc, const std::string& include_dir, const std::string& lib_dir,
-                       bool link_runtime) {
+BuildFlags build_flags(const Toolchain& tc, const std::vector<std::string>& target_flags,
+                       const std::string& include_dir, const std::string& lib_dir, bool link_runtime) {
   BuildFlags flags;
-  flags.compile = tc.compile_flags;
+  for (const std::string& f : tc.compile_flags) {
+    if (f == "-march=native")
+      flags.compile.insert(flags.compile.end(), target_flags.begin(), target_flags.end());
+    else
+      flags.compile.push_back(f);
+  }
   if (!include_dir.empty()) flags.compile.push_back("-I" + include_dir);
   if (link_runtime) {
     KILN_CHECK(!lib_dir.empty(), "link_runtime needs lib_dir (the directory of libkiln_runtime.so)");

@@ -17,13 +17,14 @@ int run_to_file(const Command& argv, const std::string& log_path, const std::str
 // Runs argv and returns its stdout+stderr; *status receives the exit status.
 std::string run_capture(const Command& argv, int* status);
 
-// Flags for one build: the toolchain's, plus the runtime's include and library directories.
+// Flags for one build: the toolchain's, with the target's in place of its -march=native, plus the
+// runtime's include and library directories.
 struct BuildFlags {
   std::vector<std::string> compile;  // before the sources
   std::vector<std::string> link;     // after the objects (-L, -l, -rpath)
 };
-BuildFlags build_flags(const Toolchain& tc, const std::string& include_dir, const std::string& lib_dir,
-                       bool link_runtime);
+BuildFlags build_flags(const Toolchain& tc, const std::vector<std::string>& target_flags,
+                       const std::string& include_dir, const std::string& lib_dir, bool link_runtime);
 
 // The commands for one shared object. They run inside a work directory and name files relative
 // to it (tu<i>.cpp, tu<i>.o, the output), so the directory can be moved or re-run by hand.

@@ -112,7 +112,9 @@ Prepared prepare(const BuildRequest& request) {
   KILN_CHECK(!request.key.empty(), "BuildRequest.key is empty");
   Prepared p;
   p.toolchain = toolchain();
-  p.flags = build_flags(*p.toolchain, request.include_dir, request.lib_dir, request.link_runtime);
+  p.flags = build_flags(*p.toolchain, request.target_flags.empty() ? std::vector<std::string>{"-march=native"}
+                                                                   : request.target_flags,
+                        request.include_dir, request.lib_dir, request.link_runtime);
   // Each field on its own labelled line, so no two different requests hash the same text.
   p.key_material = str_cat("kiln jit key v1\n", "request key: ", request.key, "\n", p.toolchain->identity(),
                            "build compile flags: ", join(p.flags.compile), "\n",

@@ -17,6 +17,8 @@ struct BuildRequest {
   std::string lib_dir;               // directory containing libkiln_runtime.so
   std::string debug_dir;             // if non-empty: write sources, the exact compile commands and the log here
   bool link_runtime = true;          // link -lkiln_runtime from lib_dir (tests of standalone code turn it off)
+  // The target's compiler options (Target::compiler_flags); empty means -march=native.
+  std::vector<std::string> target_flags;
 };
 
 struct BuildResult {

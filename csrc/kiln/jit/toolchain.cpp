@@ -190,6 +190,8 @@ std::shared_ptr<const Toolchain> detect() {
 
   // IEEE semantics: no -ffast-math (masks rely on -inf, NaN must propagate); -fno-math-errno only
   // lets sqrt and friends vectorize, which changes no result.
+  // -march=native is the default target; a build for another ISA level replaces it
+  // (BuildRequest::target_flags).
   tc->compile_flags = {"-O3", "-march=native", "-std=c++20", "-fPIC", "-fno-math-errno"};
   tc->link_flags = {"-shared"};
   return tc;

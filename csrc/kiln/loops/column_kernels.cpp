@@ -16,9 +16,6 @@ namespace kiln {
 
 namespace {
 
-// Outer indices per block: four AVX-512 vectors of floats, enough to amortise the reduction loop.
-constexpr int64_t kColumnLanes = 64;
-
 // The constant step of `addr` when loop variable `var` steps by one, if it is constant.
 std::optional<int64_t> stride_along(const SymExpr& addr, const std::string& var) {
   const SymExpr next = addr.substitute([&](const std::string& s) -> std::optional<SymExpr> {
@@ -52,7 +49,9 @@ bool is_arg_reduction(const Graph& g, const Stage& s) {
 
 }  // namespace
 
-void plan_column_kernels(const Graph& g, KernelPlan& plan) {
+void plan_column_kernels(const Graph& g, KernelPlan& plan, const Target& target) {
+  // Outer indices per block: several vectors of floats, enough to amortise the reduction loop.
+  const int64_t lanes = target.column_lanes();
   for (Kernel& k : plan.kernels) {
     k.lanes = 0;
     // One outer dim, so that consecutive outer indices are consecutive columns.
@@ -78,7 +77,7 @@ void plan_column_kernels(const Graph& g, KernelPlan& plan) {
       if (!s.reduction && s.dest_output < 0 && dst.kind != Storage::Kind::Local && dst.kind != Storage::Kind::None)
         score += vote(address(dst, stage_domain_coords(s)), inner);
     }
-    if (ok && reduces && score > 0) k.lanes = kColumnLanes;
+    if (ok && reduces && score > 0) k.lanes = lanes;
   }
 }
 

@@ -301,7 +301,7 @@ void group_into_kernels(const Graph& g, KernelPlan& plan) {
   close();
 }
 
-KernelPlan plan_kernels(const Graph& g, const std::vector<bool>& alias_ok) {
+KernelPlan plan_kernels(const Graph& g, const std::vector<bool>& alias_ok, const Target& target) {
   KernelPlan plan;
   decide_realization(g, alias_ok, plan);
   group_into_kernels(g, plan);
@@ -309,7 +309,7 @@ KernelPlan plan_kernels(const Graph& g, const std::vector<bool>& alias_ok) {
   plan_gemm_groups(g, plan);
   plan_gemm_epilogues(g, plan);
   plan_memory(g, plan);
-  plan_column_kernels(g, plan);
+  plan_column_kernels(g, plan, target);
   return plan;
 }
 

@@ -35,7 +35,7 @@ void plan_gemm_groups(const Graph& g, KernelPlan& plan);
 void plan_gemm_epilogues(const Graph& g, KernelPlan& plan);
 
 // Marks kernels whose reductions walk columns to run blocks of outer indices in lanes (Kernel::lanes).
-void plan_column_kernels(const Graph& g, KernelPlan& plan);
+void plan_column_kernels(const Graph& g, KernelPlan& plan, const Target& target);
 
 // Assigns arena offsets with reuse by liveness (static sizes) or bump allocation (symbolic sizes).
 void plan_memory(const Graph& g, KernelPlan& plan);

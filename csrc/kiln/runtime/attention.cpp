@@ -11,18 +11,16 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include "kiln/runtime/kiln_prelude.h"
 #include "kiln/runtime/kiln_runtime.h"
+#include "kiln/runtime/simd.h"
 #include "kiln/runtime/softmax_exp.h"
 
 #pragma GCC visibility push(hidden)
-#include "kiln/runtime/gemm_pack.h"  // the 16x16 float transposes
+#include "kiln/runtime/gemm_kernels.h"  // the register-blocked micro-kernels
+#include "kiln/runtime/gemm_pack.h"     // transposing packers
+#include "kiln/runtime/kernels.h"
 #pragma GCC visibility pop
 
 namespace kiln_rt::attn {
@@ -32,15 +30,7 @@ constexpr int64_t BR = 64;  // query rows per block
 constexpr int64_t BC = 64;  // key rows per block
 
 template <typename T>
-struct Vec {
-  static constexpr int L = 64 / sizeof(T);  // one 512-bit vector (two 256-bit halves on AVX2)
-  typedef T type __attribute__((vector_size(64), aligned(sizeof(T))));
-  static type lane_indices() {  // {0, 1, ..., L - 1}: lane compares mask by position
-    type v;
-    for (int i = 0; i < L; ++i) v[i] = T(i);
-    return v;
-  }
-};
+using Vec = simd::Vec<T>;
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -55,100 +45,54 @@ struct Buffer {  // uninitialised scratch, freed on scope exit
   Buffer& operator=(const Buffer&) = delete;
 };
 
-// C[0:M, 0:N] (+)= A(i, k) B[k, 0:N] with A(i, k) = a[i * ars + k * acs] (broadcast, any layout), B row
-// major with pitch ldb, C row major with pitch ldc; N a multiple of the vector length. The MR x NV
-// tile of C stays in registers for the whole k loop.
+// ---- block products on the GEMM micro-kernels ------------------------------------------------------
+// C[0:M, 0:N] (+)= A B with A(i, k) = a[i * ars + k * acs], where acs == 1 (row panels) or ars == 1
+// (interleaved) so the kernels read A in place; B row major with pitch ldb; C row major with pitch
+// ldc; N a multiple of the vector length. Tiles are kTileVectors vectors wide and tile_rows(NV)
+// rows tall, as many as the level's registers hold; the last rows and columns take smaller tiles
+// of the same kernel template, so no operand is padded or copied.
+constexpr int kTileVectors = gemm::kWideRegisterFile ? 4 : 2;
+constexpr int tile_rows(int nv) { return std::min(8, (simd::kVectorRegisters - nv - 1) / nv); }
+
 template <typename T, int MR, int NV>
 void tile(int64_t K, const T* a, int64_t ars, int64_t acs, const T* b, int64_t ldb, T* c, int64_t ldc, bool acc) {
-  using V = typename Vec<T>::type;
-  constexpr int L = Vec<T>::L;
-  V r[MR][NV];
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NV; ++j) r[i][j] = acc ? *reinterpret_cast<const V*>(c + i * ldc + j * L) : V{};
-  for (int64_t k = 0; k < K; ++k) {
-    const T* bk = b + k * ldb;
-    V bv[NV];
-    for (int j = 0; j < NV; ++j) bv[j] = *reinterpret_cast<const V*>(bk + j * L);
-    for (int i = 0; i < MR; ++i) {
-      T s = a[i * ars + k * acs];
-      for (int j = 0; j < NV; ++j) r[i][j] += s * bv[j];
-    }
-  }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NV; ++j) *reinterpret_cast<V*>(c + i * ldc + j * L) = r[i][j];
+  using Kernel = gemm::MicroKernel<T, MR, NV>;
+  const T beta = acc ? T(1) : T(0);
+  if (acs == 1)
+    Kernel::template run<true>(K, a, ars, b, ldb, c, ldc, MR, Kernel::NR, T(1), beta);
+  else
+    Kernel::template run<false>(K, a, acs, b, ldb, c, ldc, MR, Kernel::NR, T(1), beta);
 }
 
 template <typename T, int NV>
 void rows(int64_t M, int64_t K, const T* a, int64_t ars, int64_t acs, const T* b, int64_t ldb, T* c, int64_t ldc,
           bool acc) {
-  constexpr int MR = NV <= 2 ? 8 : 6;  // MR * NV accumulators + NV operands within 32 vector registers
+  constexpr int MR = tile_rows(NV);
   int64_t i = 0;
   for (; i + MR <= M; i += MR) tile<T, MR, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
-  for (; i + 4 <= M; i += 4) tile<T, 4, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
-  for (; i + 2 <= M; i += 2) tile<T, 2, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
+  if constexpr (MR > 4)
+    for (; i + 4 <= M; i += 4) tile<T, 4, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
+  if constexpr (MR > 2)
+    for (; i + 2 <= M; i += 2) tile<T, 2, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
   for (; i < M; ++i) tile<T, 1, NV>(K, a + i * ars, ars, acs, b, ldb, c + i * ldc, ldc, acc);
 }
 
 template <typename T>
-void gemm(int64_t M, int64_t N, int64_t K, const T* a, int64_t ars, int64_t acs, const T* b, int64_t ldb, T* c,
-          int64_t ldc, bool acc) {
+void products(int64_t M, int64_t N, int64_t K, const T* a, int64_t ars, int64_t acs, const T* b, int64_t ldb, T* c,
+              int64_t ldc, bool acc) {
   constexpr int L = Vec<T>::L;
-  for (int64_t n0 = 0; n0 < N; n0 += 4 * L) {
-    switch (std::min<int64_t>(4, (N - n0) / L)) {
-      case 1: rows<T, 1>(M, K, a, ars, acs, b + n0, ldb, c + n0, ldc, acc); break;
-      case 2: rows<T, 2>(M, K, a, ars, acs, b + n0, ldb, c + n0, ldc, acc); break;
-      case 3: rows<T, 3>(M, K, a, ars, acs, b + n0, ldb, c + n0, ldc, acc); break;
-      default: rows<T, 4>(M, K, a, ars, acs, b + n0, ldb, c + n0, ldc, acc); break;
-    }
+  for (int64_t n0 = 0; n0 < N; n0 += kTileVectors * L) {
+    const int64_t nv = std::min<int64_t>(kTileVectors, (N - n0) / L);
+    const T* bn = b + n0;
+    T* cn = c + n0;
+    if (nv == 1) rows<T, 1>(M, K, a, ars, acs, bn, ldb, cn, ldc, acc);
+    if constexpr (kTileVectors >= 2)
+      if (nv == 2) rows<T, 2>(M, K, a, ars, acs, bn, ldb, cn, ldc, acc);
+    if constexpr (kTileVectors >= 3)
+      if (nv == 3) rows<T, 3>(M, K, a, ars, acs, bn, ldb, cn, ldc, acc);
+    if constexpr (kTileVectors >= 4)
+      if (nv == 4) rows<T, 4>(M, K, a, ars, acs, bn, ldb, cn, ldc, acc);
   }
-}
-
-// Lane reductions: the AVX-512 shuffle trees where available, else a loop over the lanes.
-template <typename V>
-auto horizontal_max(V m) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(m[0]) == 4) return _mm512_reduce_max_ps(reinterpret_cast<__m512>(m));
-  else return _mm512_reduce_max_pd(reinterpret_cast<__m512d>(m));
-#else
-  auto r = m[0];
-  for (size_t i = 1; i < sizeof(V) / sizeof(r); ++i) r = m[i] > r ? m[i] : r;
-  return r;
-#endif
-}
-
-template <typename V>
-auto horizontal_sum(V s) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(s[0]) == 4) return _mm512_reduce_add_ps(reinterpret_cast<__m512>(s));
-  else return _mm512_reduce_add_pd(reinterpret_cast<__m512d>(s));
-#else
-  auto r = s[0];
-  for (size_t i = 1; i < sizeof(V) / sizeof(r); ++i) r += s[i];
-  return r;
-#endif
-}
-
-// Max and sum of one block row of BC elements with vector accumulators (a scalar loop would not
-// vectorize: reordering float reductions needs -ffast-math, which generated code never uses).
-template <typename T>
-T row_max(const T* x, T init) {
-  using V = typename Vec<T>::type;
-  constexpr int L = Vec<T>::L;
-  V m = *reinterpret_cast<const V*>(x);
-  for (int64_t c = L; c < BC; c += L) {
-    V y = *reinterpret_cast<const V*>(x + c);
-    m = m > y ? m : y;
-  }
-  return std::max(horizontal_max(m), init);
-}
-
-template <typename T>
-T row_sum(const T* x) {
-  using V = typename Vec<T>::type;
-  constexpr int L = Vec<T>::L;
-  V s{};
-  for (int64_t c = 0; c < BC; c += L) s += *reinterpret_cast<const V*>(x + c);
-  return horizontal_sum(s);
 }
 
 // A strided [b1, b2, rows, cols] operand.
@@ -179,24 +123,11 @@ void pack_rows(T* dst, int64_t ld, int64_t nr, const T* src, int64_t rs, int64_t
 }
 
 // dst[c * ld + r] = src(r0 + r, c): a block of rows transposed (columns of the result are rows of src);
-// zero for r in [n, ld).
+// zero for r in [n, ld). Through the packer's register transposes where columns are contiguous.
 template <typename T>
-void pack_transposed(T* dst, int64_t ld, int64_t cols, const T* src, int64_t rs, int64_t cs, int64_t r0, int64_t n) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) {
-    // 16x16 register transposes: the strided scalar copy was ~9% of the backward task's own time.
-    if (cs == 1 && ld == BC) {
-      gemm::pack_sliver_f32<BC>(src + r0 * rs, rs, 1, static_cast<int>(n), cols, dst);
-      return;
-    }
-  }
-#endif
-  for (int64_t c = 0; c < cols; ++c) {
-    T* d = dst + c * ld;
-    const T* s = src + r0 * rs + c * cs;
-    for (int64_t r = 0; r < n; ++r) d[r] = s[r * rs];
-    for (int64_t r = n; r < ld; ++r) d[r] = T(0);
-  }
+void pack_transposed(T* dst, int64_t cols, const T* src, int64_t rs, int64_t cs, int64_t r0, int64_t n) {
+  static_assert(BC == BR, "one block width for the packer");
+  gemm::pack_sliver_vec<T, BC>(src + r0 * rs, rs, cs, static_cast<int>(n), cols, dst);
 }
 
 struct Shape {
@@ -238,42 +169,36 @@ void run_tasks(int64_t count, void* ctx, void (*run)(void*, int64_t)) {
 // columns r >= nr are zero.
 template <typename T>
 void pack_queries_transposed(T* dst, const T* src, int64_t rs, int64_t cs, int64_t nr, int64_t d, T scale) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) {
-    if (cs == 1) {
-      gemm::pack_sliver_f32<BR>(src, rs, 1, static_cast<int>(nr), d, dst);
-      for (int64_t i = 0; i < d * BR; ++i) dst[i] *= scale;
-      return;
-    }
-  }
-#endif
-  for (int64_t r = 0; r < BR; ++r)
-    for (int64_t c = 0; c < d; ++c) dst[c * BR + r] = r < nr ? scale * src[r * rs + c * cs] : T(0);
+  gemm::pack_sliver_vec<T, BR>(src, rs, cs, static_cast<int>(nr), d, dst);
+  for (int64_t i = 0; i < d * BR; ++i) dst[i] *= scale;
 }
 
-// The inverse for the result: dst[r * rs + c * cs] = src[c * BR + r] * inv[r] for r < nr, c < dv.
+// The inverse for the result: dst[r * rs + c * cs] = src[c * BR + r] * inv[r] for r < nr, c < dv, in
+// L x L register transposes where the result's columns are contiguous.
 template <typename T>
 void unpack_output_transposed(T* dst, int64_t rs, int64_t cs, const T* src, const T* inv, int64_t nr, int64_t dv) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) {
-    if (cs == 1) {
-      for (int64_t r0 = 0; r0 < nr; r0 += 16)
-        for (int64_t c0 = 0; c0 < dv; c0 += 16) {
-          __m512 x[16];
+  using X = Vec<T>;
+  constexpr int L = X::L;
+  if (cs == 1) {
+    for (int64_t r0 = 0; r0 < nr; r0 += L)
+      for (int64_t c0 = 0; c0 < dv; c0 += L) {
+        typename X::V x[L];
+        const int cn = static_cast<int>(std::min<int64_t>(L, dv - c0));
 #pragma GCC unroll 16
-          for (int i = 0; i < 16; ++i)
-            x[i] = c0 + i < dv ? _mm512_loadu_ps(src + (c0 + i) * BR + r0) : _mm512_setzero_ps();
-          gemm::transpose16x16(x);
-          const __mmask16 cm = gemm::lane_mask16(dv - c0);
+        for (int i = 0; i < L; ++i) x[i] = i < cn ? X::loadu(src + (c0 + i) * BR + r0) : X::zero();
+        X::transpose(x);
 #pragma GCC unroll 16
-          for (int i = 0; i < 16; ++i)
-            if (r0 + i < nr)
-              _mm512_mask_storeu_ps(dst + (r0 + i) * rs + c0, cm, _mm512_mul_ps(x[i], _mm512_set1_ps(inv[r0 + i])));
+        for (int i = 0; i < L; ++i) {
+          if (r0 + i >= nr) break;
+          const typename X::V y = x[i] * X::set1(inv[r0 + i]);
+          if (cn == L)
+            X::storeu(dst + (r0 + i) * rs + c0, y);
+          else
+            X::store_first(dst + (r0 + i) * rs + c0, cn, y);
         }
-      return;
-    }
+      }
+    return;
   }
-#endif
   for (int64_t r = 0; r < nr; ++r)
     for (int64_t c = 0; c < dv; ++c) dst[r * rs + c * cs] = src[c * BR + r] * inv[r];
 }
@@ -307,69 +232,90 @@ struct Forward {
     int64_t i0, nr, kbe;
   };
 
-  // Folds key block kb into `w` (see the comment above the struct for the layout).
+  // A block of K (or V) rows j0.. as the products read it: in place when one of its strides is 1
+  // (row panels or interleaved), else copied into a row-major block.
+  struct KeyBlock {
+    const T* p;
+    int64_t rs, cs;
+  };
+  static KeyBlock key_block(const Operand<const T>& x, const T* base, int64_t j0, int64_t nc, int64_t cols, T* copy) {
+    if (x.cs == 1 || x.rs == 1) return {base + j0 * x.rs, x.rs, x.cs};
+    pack_rows(copy, cols, nc, base, x.rs, x.cs, j0, nc, cols, T(1));
+    return {copy, cols, 1};
+  }
+
+  // Folds key block kb (its K rows kx, V rows vx) into `w` (see the comment above the struct for the
+  // layout).
   //
   // The causal diagonal block (key block = query block, as BR == BC) is a triangle: key j is visible
   // to query r iff j <= r. Its keys go in chunks of L, and chunk g meets only the query vectors h >= g
   // (below, every query is masked), so the products, the softmax and the mask start at vector g for
-  // chunk g: a staircase that does 5/8 of the block's work at L = 16. The vectors below are never
-  // written or read.
-  void step(Rows& w, int64_t kb, const T* kb0, const T* vb0, T* st) const {
-    using V = typename Vec<T>::type;
-    constexpr int L = Vec<T>::L;
+  // chunk g: a staircase that does (n + 1) / 2n of the block's work for n = BR / L vectors (5/8 at
+  // L = 16, 9/16 at L = 8). The vectors below are never written or read.
+  //
+  // The softmax passes walk the query vectors in groups of HG, down the key rows of each group: HG
+  // running maxima and sums stay in registers (a quarter of them at most), and each key row gives HG
+  // independent max and add chains.
+  void step(Rows& w, int64_t kb, KeyBlock kx, KeyBlock vx, T* st) const {
+    using X = Vec<T>;
+    using V = typename X::V;
+    constexpr int L = X::L;
     constexpr int NCH = BR / L;  // vectors across a block's query rows
+    constexpr int HG = std::min(NCH, simd::kVectorRegisters / 8);
     static_assert(BR == BC, "the diagonal block must be square");
+    static_assert(NCH % HG == 0, "groups cover the block");
     const int64_t j0 = kb * BC, nc = std::min(BC, sh.sk - j0);
     const bool diag = sh.causal && j0 == w.i0;
     const int64_t nchunk = diag ? (nc + L - 1) / L : 1;
     auto keys = [&](int64_t g) { return diag ? std::min<int64_t>(L, nc - g * L) : nc; };  // in chunk g
-    // Vector h of row j of a block with BR columns (memcpy: GCC drops the typedef's alignment here).
-    auto ld = [](const T* p, int64_t j, int h) {
-      V x;
-      std::memcpy(&x, p + j * BR + h * L, sizeof(V));
-      return x;
-    };
-    auto st_ = [](T* p, int64_t j, int h, V x) { std::memcpy(p + j * BR + h * L, &x, sizeof(V)); };
+    // Vector h of row j of a block with BR columns.
+    auto ld = [](const T* p, int64_t j, int h) { return X::loadu(p + j * BR + h * L); };
+    auto st_ = [](T* p, int64_t j, int h, V x) { X::storeu(p + j * BR + h * L, x); };
     for (int64_t g = 0; g < nchunk; ++g)  // S^T = K Q^T
-      gemm<T>(keys(g), BR - g * L, sh.d, kb0 + (j0 + g * L) * k.rs, k.rs, k.cs, w.qt + g * L, BR,
-              st + g * L * (BR + 1), BR, false);
-    // The running max per query lane, down the key rows. On the diagonal, the queries of vector g
-    // before key j are masked (-inf) as row j is read.
-    const V ninf = V{} - infinity<T>();
-    const V lane = Vec<T>::lane_indices();
-    V mx[NCH];
-    for (int h = 0; h < NCH; ++h) mx[h] = ld(w.m, 0, h);
-    for (int64_t g = 0; g < nchunk; ++g)
-      for (int64_t j = g * L, je = j + keys(g); j < je; ++j) {
-        if (diag) {
-          const V x = ld(st, j, static_cast<int>(g));
-          st_(st, j, static_cast<int>(g), lane < T(j - g * L) ? ninf : x);
-        }
-        for (int h = static_cast<int>(g); h < NCH; ++h) {
-          const V x = ld(st, j, h);
-          mx[h] = x > mx[h] ? x : mx[h];
+      products<T>(keys(g), BR - g * L, sh.d, kx.p + g * L * kx.rs, kx.rs, kx.cs, w.qt + g * L, BR,
+                  st + g * L * (BR + 1), BR, false);
+    const V ninf = X::set1(-infinity<T>());
+    const V lane = X::lane_indices();
+    for (int h0 = 0; h0 < NCH; h0 += HG) {
+      // Chunks that meet this group (the diagonal's chunk g meets vectors g and up).
+      const int64_t gend = diag ? std::min<int64_t>(nchunk, h0 + HG) : 1;
+      // The running max per query lane, down the key rows. On the diagonal, the queries of vector g
+      // before key j are masked (-inf) as row j is read.
+      V mx[HG];
+      for (int u = 0; u < HG; ++u) mx[u] = ld(w.m, 0, h0 + u);
+      for (int64_t g = 0; g < gend; ++g) {
+        const int lo = diag ? std::max(0, static_cast<int>(g) - h0) : 0;
+        for (int64_t j = g * L, je = j + keys(g); j < je; ++j) {
+          if (diag && g >= h0) {
+            const V x = ld(st, j, static_cast<int>(g));
+            st_(st, j, static_cast<int>(g), lane < T(j - g * L) ? ninf : x);
+          }
+          for (int u = lo; u < HG; ++u) mx[u] = X::max(ld(st, j, h0 + u), mx[u]);
         }
       }
-    V base[NCH], alpha[NCH], sum[NCH];
-    for (int h = 0; h < NCH; ++h) {
-      base[h] = mx[h] == ninf ? V{} : mx[h];  // nothing visible yet: the row stays all zero
-      alpha[h] = softmax_exp(ld(w.m, 0, h) - base[h]);
-      st_(w.m, 0, h, mx[h]);
-      sum[h] = V{};
+      V base[HG], alpha[HG], sum[HG];
+      for (int u = 0; u < HG; ++u) {
+        base[u] = mx[u] == ninf ? X::zero() : mx[u];  // nothing visible yet: the row stays all zero
+        alpha[u] = softmax_exp(ld(w.m, 0, h0 + u) - base[u]);
+        st_(w.m, 0, h0 + u, mx[u]);
+        sum[u] = X::zero();
+      }
+      for (int64_t g = 0; g < gend; ++g) {
+        const int lo = diag ? std::max(0, static_cast<int>(g) - h0) : 0;
+        for (int64_t j = g * L, je = j + keys(g); j < je; ++j)
+          for (int u = lo; u < HG; ++u) {
+            const V p = softmax_exp(ld(st, j, h0 + u) - base[u]);
+            st_(st, j, h0 + u, p);
+            sum[u] += p;
+          }
+      }
+      for (int u = 0; u < HG; ++u) st_(w.l, 0, h0 + u, ld(w.l, 0, h0 + u) * alpha[u] + sum[u]);
+      for (int64_t c = 0; c < sh.dv; ++c)
+        for (int u = 0; u < HG; ++u) st_(w.ot, c, h0 + u, ld(w.ot, c, h0 + u) * alpha[u]);
     }
-    for (int64_t g = 0; g < nchunk; ++g)
-      for (int64_t j = g * L, je = j + keys(g); j < je; ++j)
-        for (int h = static_cast<int>(g); h < NCH; ++h) {
-          const V p = softmax_exp(ld(st, j, h) - base[h]);
-          st_(st, j, h, p);
-          sum[h] += p;
-        }
-    for (int h = 0; h < NCH; ++h) st_(w.l, 0, h, ld(w.l, 0, h) * alpha[h] + sum[h]);
-    for (int64_t c = 0; c < sh.dv; ++c)
-      for (int h = 0; h < NCH; ++h) st_(w.ot, c, h, ld(w.ot, c, h) * alpha[h]);
     for (int64_t g = 0; g < nchunk; ++g)  // O^T += V^T P^T
-      gemm<T>(sh.dv, BR - g * L, keys(g), vb0 + (j0 + g * L) * v.rs, v.cs, v.rs, st + g * L * (BR + 1), BR,
-              w.ot + g * L, BR, true);
+      products<T>(sh.dv, BR - g * L, keys(g), vx.p + g * L * vx.rs, vx.cs, vx.rs, st + g * L * (BR + 1), BR,
+                  w.ot + g * L, BR, true);
   }
 
   // Task t: a group of up to QG query blocks of one (b1, b2) slice; groups in descending order of
@@ -400,9 +346,14 @@ struct Forward {
     }
     const T* kb0 = k.at(i1b, i2b);
     const T* vb0 = v.at(i1b, i2b);
-    for (int64_t kb = 0; kb < kbe; ++kb)
+    const bool k_copied = k.cs != 1 && k.rs != 1, v_copied = v.cs != 1 && v.rs != 1;
+    Buffer<T> kcopy(k_copied ? BC * sh.d : 1), vcopy(v_copied ? BC * sh.dv : 1);
+    for (int64_t kb = 0; kb < kbe; ++kb) {
+      const int64_t j0 = kb * BC, nc = std::min(BC, sh.sk - j0);
+      const KeyBlock kx = key_block(k, kb0, j0, nc, sh.d, kcopy.p), vx = key_block(v, vb0, j0, nc, sh.dv, vcopy.p);
       for (int64_t i = 0; i < nq; ++i)
-        if (kb < rows[i].kbe) step(rows[i], kb, kb0, vb0, st.p);
+        if (kb < rows[i].kbe) step(rows[i], kb, kx, vx, st.p);
+    }
     T* ob = out.at(i1b, i2b);
     T* lb = lse.at(i1b, i2b);
     alignas(64) T inv[BR], lrow[BR];
@@ -429,7 +380,7 @@ struct Forward {
 // sum over c < n of a[c] * b[c * bs], in vector lanes where b is contiguous (a is a packed row).
 template <typename T>
 T row_dot(const T* a, const T* b, int64_t bs, int64_t n) {
-  using V = typename Vec<T>::type;
+  using V = typename Vec<T>::V;
   constexpr int L = Vec<T>::L;
   T acc = 0;
   int64_t c = 0;
@@ -466,7 +417,7 @@ struct Backward {
   // Task t: one whole (b1, b2) slice, so dQ accumulates without sharing between threads.
   void task(int64_t t) const {
     int64_t i1b = t / sh.b2, i2b = t % sh.b2;
-    using V = typename Vec<T>::type;
+    using V = typename Vec<T>::V;
     constexpr int L = Vec<T>::L;
     const V lane = Vec<T>::lane_indices();  // to mask keys from lim on
     const int64_t dp = round_up(std::max<int64_t>(sh.d, 1), L), dvp = round_up(std::max<int64_t>(sh.dv, 1), L);
@@ -485,8 +436,8 @@ struct Backward {
     for (int64_t kb = 0; kb < sh.nkb(); ++kb) {
       int64_t j0 = kb * BC, nc = std::min(BC, sh.sk - j0);
       pack_rows(kp.p, dp, BC, k.at(i1b, i2b), k.rs, k.cs, j0, nc, sh.d, T(1));
-      pack_transposed(kt.p, BC, dp, kp.p, dp, 1, 0, BC);
-      pack_transposed(vt.p, BC, sh.dv, v.at(i1b, i2b), v.rs, v.cs, j0, nc);
+      pack_transposed(kt.p, dp, kp.p, dp, 1, 0, BC);
+      pack_transposed(vt.p, sh.dv, v.at(i1b, i2b), v.rs, v.cs, j0, nc);
       if (sh.dv < dvp) std::fill(vt.p + sh.dv * BC, vt.p + dvp * BC, T(0));
       std::fill(dka.p, dka.p + BC * dp, T(0));
       std::fill(dva.p, dva.p + BC * dvp, T(0));
@@ -504,8 +455,8 @@ struct Backward {
         auto cols = [&](int64_t g) { return diag ? (g + 1) * L : BC; };  // keys query chunk g sees
         for (int64_t g = 0; g < nchunk; ++g) {
           const int64_t r0 = diag ? g * L : 0;
-          gemm<T>(rows(g), cols(g), sh.d, qsb + r0 * dp, dp, 1, kt.p, BC, p.p + r0 * BC, BC, false);     // S
-          gemm<T>(rows(g), cols(g), sh.dv, dob + r0 * dvp, dvp, 1, vt.p, BC, ds.p + r0 * BC, BC, false);  // dP
+          products<T>(rows(g), cols(g), sh.d, qsb + r0 * dp, dp, 1, kt.p, BC, p.p + r0 * BC, BC, false);     // S
+          products<T>(rows(g), cols(g), sh.dv, dob + r0 * dvp, dvp, 1, vt.p, BC, ds.p + r0 * BC, BC, false);  // dP
         }
         bool edge = nc < BC || diag;
         for (int64_t r = 0; r < nr; ++r) {
@@ -517,27 +468,24 @@ struct Backward {
           const int64_t lim = !edge ? BC : sh.causal ? std::min(nc, i0 + r - j0 + 1) : nc;
           const int64_t cend = diag ? cols(r / L) : BC;
           for (int64_t c = 0; c < cend; c += L) {  // cend is a multiple of L
-            V x, g;
-            std::memcpy(&x, pr + c, sizeof(V));
-            std::memcpy(&g, dsr + c, sizeof(V));
+            const V x = Vec<T>::loadu(pr + c), g = Vec<T>::loadu(dsr + c);
             const V pc = lane + T(c) < T(lim) ? softmax_exp(x - lse_r) : V{};
-            g = pc * (g - dl);
-            std::memcpy(pr + c, &pc, sizeof(V));
-            std::memcpy(dsr + c, &g, sizeof(V));
+            Vec<T>::storeu(pr + c, pc);
+            Vec<T>::storeu(dsr + c, pc * (g - dl));
           }
         }
         const int64_t nkc = diag ? (std::min(nc, nr) + L - 1) / L : 1;  // key chunks seen by some row
         for (int64_t h = 0; h < nkc; ++h) {
           const int64_t c0 = diag ? h * L : 0, kc = diag ? L : BC;  // keys c0 .. c0 + kc, rows c0 .. nr
-          gemm<T>(kc, dvp, nr - c0, p.p + c0 * BC + c0, 1, BC, dob + c0 * dvp, dvp, dva.p + c0 * dvp, dvp,
-                  true);  // dV += Pᵀ dO
-          gemm<T>(kc, dp, nr - c0, ds.p + c0 * BC + c0, 1, BC, qsb + c0 * dp, dp, dka.p + c0 * dp, dp,
-                  true);  // dK += dSᵀ (scale Q)
+          products<T>(kc, dvp, nr - c0, p.p + c0 * BC + c0, 1, BC, dob + c0 * dvp, dvp, dva.p + c0 * dvp, dvp,
+                      true);  // dV += Pᵀ dO
+          products<T>(kc, dp, nr - c0, ds.p + c0 * BC + c0, 1, BC, qsb + c0 * dp, dp, dka.p + c0 * dp, dp,
+                      true);  // dK += dSᵀ (scale Q)
         }
         for (int64_t g = 0; g < nchunk; ++g) {
           const int64_t r0 = diag ? g * L : 0;
           // dQ += dS K
-          gemm<T>(rows(g), dp, cols(g), ds.p + r0 * BC, BC, 1, kp.p, dp, dqa.p + (i0 + r0) * dp, dp, true);
+          products<T>(rows(g), dp, cols(g), ds.p + r0 * BC, BC, 1, kp.p, dp, dqa.p + (i0 + r0) * dp, dp, true);
         }
       }
       T* dkb = dk.at(i1b, i2b);
@@ -562,7 +510,7 @@ using kiln_rt::attn::Operand;
 using kiln_rt::attn::Shape;
 
 #define KILN_ATTENTION_ABI(T, suffix)                                                                            \
-  void kiln_attention_fwd_##suffix(const int64_t* shape, int causal, T scale, const T* q, const int64_t* qst,     \
+  void attention_fwd_##suffix(const int64_t* shape, int causal, T scale, const T* q, const int64_t* qst,     \
                                    const T* k, const int64_t* kst, const T* v, const int64_t* vst, T* out,         \
                                    const int64_t* ost, T* lse, const int64_t* lst) {                               \
     Forward<T> f{Shape{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], causal != 0},                  \
@@ -576,7 +524,7 @@ using kiln_rt::attn::Shape;
     const int64_t nb = f.sh.b1 * f.sh.b2;                                                                         \
     kiln_rt::attn::run_tasks(nb * f.groups(), &f, Forward<T>::run);                                               \
   }                                                                                                               \
-  void kiln_attention_bwd_##suffix(const int64_t* shape, int causal, T scale, const T* dout,                     \
+  void attention_bwd_##suffix(const int64_t* shape, int causal, T scale, const T* dout,                     \
                                    const int64_t* gst, const T* q, const int64_t* qst, const T* k,                \
                                    const int64_t* kst, const T* v, const int64_t* vst, const T* out,              \
                                    const int64_t* ost, const T* lse, const int64_t* lst, T* dq,                   \
@@ -596,7 +544,7 @@ using kiln_rt::attn::Shape;
     kiln_rt::attn::run_tasks(b.sh.b1 * b.sh.b2, &b, Backward<T>::run);                                             \
   }
 
-extern "C" {
+namespace kiln_rt::kernels {
 KILN_ATTENTION_ABI(float, f32)
 KILN_ATTENTION_ABI(double, f64)
-}
+}  // namespace kiln_rt::kernels

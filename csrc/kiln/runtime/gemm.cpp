@@ -27,6 +27,7 @@
 #include "kiln/runtime/gemm_common.h"
 #include "kiln/runtime/gemm_kernels.h"
 #include "kiln/runtime/gemm_pack.h"
+#include "kiln/runtime/kernels.h"
 #pragma GCC visibility pop
 
 namespace kiln_rt::gemm {
@@ -38,15 +39,39 @@ constexpr double kMinFlopsPerThread = 1 << 19;
 // configuring tiles costs more than AMX saves.
 constexpr double kMinAmxFlops = 1 << 20;
 
-// Cache blocking for kernel K: the A sliver (MR x KC) takes up to ~36 KiB of L1 and at most 768 steps,
-// the packed B block (KC x NC) ~1 MiB of L2, the packed A block (MC x KC) ~3 MiB of L3. Fewer, longer
-// k blocks mean fewer passes over C: the 12-row kernel at 768 steps instead of 384 ran 1024^3 4% and
-// 1024x4096x1024 6% faster (interleaved, one process), the streamed A sliver notwithstanding.
+// Cache blocking for kernel K, from the target's caches (kiln_get_target): the A sliver (MR x KC)
+// takes up to 3/4 of L1 and at most 768 steps, the packed B block (KC x NC) half of L2, the packed A
+// block (MC x KC) up to 3 MiB of L3. Fewer, longer k blocks mean fewer passes over C: the 12-row
+// kernel at 768 steps instead of 384 ran 1024^3 4% and 1024x4096x1024 6% faster (interleaved, one
+// process, AVX-512), the streamed A sliver notwithstanding.
+struct Caches {
+  int64_t l1, l2, l3;
+  int l1_sets, l1_ways;
+  static const Caches& get() {
+    static const Caches c = [] {
+      const kiln_target* t = kiln_get_target();
+      const int ways = std::max(t->l1d_ways, 2);
+      return Caches{t->l1d_bytes, t->l2_bytes, t->l3_bytes, static_cast<int>(std::max<int64_t>(1, t->l1d_bytes / (64 * ways))),
+                    ways};
+    }();
+    return c;
+  }
+};
+
 template <class K, typename T>
 struct Blocking {
-  static constexpr int64_t KC = std::clamp<int64_t>((36 * 1024 / (K::MR * sizeof(T))) / 8 * 8, 16, 768);
-  static constexpr int64_t NC = std::max<int64_t>(K::NR, (1024 * 1024 / (KC * sizeof(T))) / K::NR * K::NR);
-  static constexpr int64_t MC = std::max<int64_t>(K::MR, (3 * 1024 * 1024 / (KC * sizeof(T))) / K::MR * K::MR);
+  int64_t KC, NC, MC;
+  static const Blocking& get() {
+    static const Blocking b = [] {
+      const Caches& c = Caches::get();
+      const int64_t kc = std::clamp<int64_t>((c.l1 * 3 / 4 / (K::MR * int64_t(sizeof(T)))) / 8 * 8, 16, 768);
+      const int64_t nc = std::max<int64_t>(K::NR, (c.l2 / 2 / (kc * int64_t(sizeof(T)))) / K::NR * K::NR);
+      const int64_t a_bytes = std::min<int64_t>(3 << 20, std::max<int64_t>(c.l3 / 2, 256 << 10));
+      const int64_t mc = std::max<int64_t>(K::MR, (a_bytes / (kc * int64_t(sizeof(T)))) / K::MR * K::MR);
+      return Blocking{kc, nc, mc};
+    }();
+    return b;
+  }
 };
 
 // What a thread's packed B buffer holds, so that its next task in the same call skips packing the
@@ -81,21 +106,23 @@ void store_tile_strided(const T* tile, int ld, T* c, int64_t rs, int64_t cs, int
 }
 
 // Whether a column-major A sliver read in place (kc steps `pitch` bytes apart, one or two lines each)
-// spreads over L1's 64 sets thinly enough (at most 4 of the 12 ways of any set) to stay cached while
+// spreads over L1's sets thinly enough (at most a third of the ways of any set) to stay cached while
 // B streams past. Pitches that are multiples of large powers of two pile every step into a few sets
 // and would miss on every reuse; those slivers are packed instead.
 inline bool columns_spread_in_l1(int64_t pitch, int64_t kc) {
-  constexpr int kSets = 64, kLine = 64, kMaxPerSet = 4;
-  int used[kSets] = {};
+  const Caches& c = Caches::get();
+  constexpr int kLine = 64, kMaxSets = 1024;
+  const int sets = std::min(c.l1_sets, kMaxSets), max_per_set = std::max(1, c.l1_ways / 3);
+  int used[kMaxSets] = {};
   pitch = pitch < 0 ? -pitch : pitch;
   for (int64_t k = 0; k < kc; ++k)
-    if (++used[((k * pitch) / kLine) % kSets] > kMaxPerSet) return false;
+    if (++used[((k * pitch) / kLine) % sets] > max_per_set) return false;
   return true;
 }
 
 template <class K, typename T>
 int64_t k_block(int64_t k) {
-  constexpr int64_t kc = Blocking<K, T>::KC;
+  const int64_t kc = Blocking<K, T>::get().KC;
   return ceil_div(k, ceil_div(k, kc));  // equal blocks no larger than KC
 }
 
@@ -151,21 +178,21 @@ void pack_b_block(const Problem<T>& p, int64_t bi, int64_t j0, int64_t nc, int64
   }
 }
 
-// Columns of the packed B block at k block kc for a rectangle `cols` wide: ~1 MiB of L2, or all of
-// them up to 1.5 MiB when the rectangle spans all of B's columns (an M split: each thread then packs B
+// Columns of the packed B block at k block kc for a rectangle `cols` wide: half of L2, or all of them
+// up to 3/4 of L2 when the rectangle spans all of B's columns (an M split: each thread then packs B
 // once per call and reuses it for all its tasks).
 template <class K, typename T>
 int64_t b_block_columns(int64_t kc, int64_t cols, bool all_columns) {
   constexpr int64_t NR = K::NR;
-  const int64_t bytes_per_column = kc * int64_t(sizeof(T));
-  if (all_columns && round_up(cols, NR) * bytes_per_column <= 3 * 512 * 1024) return round_up(cols, NR);
-  return std::max<int64_t>(NR, (1024 * 1024 / bytes_per_column) / NR * NR);
+  const int64_t bytes_per_column = kc * int64_t(sizeof(T)), l2 = Caches::get().l2;
+  if (all_columns && round_up(cols, NR) * bytes_per_column <= l2 * 3 / 4) return round_up(cols, NR);
+  return std::max<int64_t>(NR, (l2 / 2 / bytes_per_column) / NR * NR);
 }
 
 // One batch element's rectangle C[m0:m1, n0:n1], computed by the calling thread alone with kernel K.
 template <class K, typename T>
 void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  using Blk = Blocking<K, T>;
+  const Blocking<K, T>& blk = Blocking<K, T>::get();
   constexpr int MR = K::MR, NR = K::NR;
   const int64_t M = m1 - m0, N = n1 - n0, Kd = p.k;
 
@@ -193,7 +220,7 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
   // Blocking M only bounds the packed A block; A read in place needs none, and one M block packs B
   // exactly once.
   const int64_t mc_blk =
-      a_in_place ? round_up(M, MR) : round_up(ceil_div(M, ceil_div(M, Blk::MC)), MR);
+      a_in_place ? round_up(M, MR) : round_up(ceil_div(M, ceil_div(M, blk.MC)), MR);
   ThreadBuffers<T>& bufs = thread_buffers<T>();
   T* Ap = bufs.a.get((a_in_place ? 1 : ceil_div(std::min(mc_blk, M), MR)) * a_sliver);
   const size_t b_capacity = bufs.b.capacity();
@@ -209,9 +236,9 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
   auto kernel = [&](int64_t kc, const T* a, int64_t ld, const T* b, T* c, int64_t rs, int mr, int nr, T alpha,
                     T beta, bool a_first) {
     if (a_rows)
-      K::template run<true>(kc, a, ld, b, c, rs, mr, nr, alpha, beta, a_first);
+      K::template run<true>(kc, a, ld, b, NR, c, rs, mr, nr, alpha, beta, a_first);
     else
-      K::template run<false>(kc, a, ld, b, c, rs, mr, nr, alpha, beta, a_first);
+      K::template run<false>(kc, a, ld, b, NR, c, rs, mr, nr, alpha, beta, a_first);
   };
 
   for (int64_t ic = m0; ic < m1; ic += mc_blk) {
@@ -523,11 +550,11 @@ bool gemm(Problem<T> p) {
 }  // namespace
 }  // namespace kiln_rt::gemm
 
-extern "C" {
+namespace kiln_rt::kernels {
 
-int kiln_gemm_has_amx(void) { return kiln_rt::gemm::amx::available() ? 1 : 0; }
+int gemm_has_amx(void) { return kiln_rt::gemm::amx::available() ? 1 : 0; }
 
-int kiln_gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t a_bs,
+int gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t a_bs,
                   int64_t a_rs, int64_t a_cs, const float* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, float beta,
                   float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, int bf16_planes, kiln_range_fn rows_done,
                   void* rows_ctx) {
@@ -538,7 +565,7 @@ int kiln_gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, c
              : 0;
 }
 
-int kiln_gemm_group_f32(int64_t parts, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
+int gemm_group_f32(int64_t parts, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
                         const float* const* b, int64_t b_rs, int64_t b_cs, float* const* c, int64_t c_rs,
                         int64_t c_cs, int bf16_planes, kiln_range_fn rows_done, void* rows_ctx) {
   kiln_rt::gemm::Problem<float> p{1, m, parts * n, k, 1.0f, 0.0f, a, 0, a_rs, a_cs, b[0], 0, b_rs, b_cs, c[0],
@@ -548,7 +575,7 @@ int kiln_gemm_group_f32(int64_t parts, int64_t m, int64_t n, int64_t k, const fl
   return kiln_rt::gemm::gemm_group(p) ? 1 : 0;
 }
 
-void kiln_gemm_shared_b_f32(int64_t parts, int64_t m, int64_t n, int64_t k, const float* const* a, int64_t a_rs,
+void gemm_shared_b_f32(int64_t parts, int64_t m, int64_t n, int64_t k, const float* const* a, int64_t a_rs,
                             int64_t a_cs, const float* b, int64_t b_rs, int64_t b_cs, float* const* c, int64_t c_rs,
                             int64_t c_cs, int bf16_planes) {
   kiln_rt::gemm::Problem<float> p{1, parts * m, n, k, 1.0f, 0.0f, a[0], 0, a_rs, a_cs, b, 0, b_rs, b_cs, c[0],
@@ -558,7 +585,7 @@ void kiln_gemm_shared_b_f32(int64_t parts, int64_t m, int64_t n, int64_t k, cons
   kiln_rt::gemm::gemm_group(p);
 }
 
-void kiln_gemm_shared_b_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* const* a, int64_t a_rs,
+void gemm_shared_b_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* const* a, int64_t a_rs,
                             int64_t a_cs, const double* b, int64_t b_rs, int64_t b_cs, double* const* c,
                             int64_t c_rs, int64_t c_cs) {
   kiln_rt::gemm::Problem<double> p{1, parts * m, n, k, 1.0, 0.0, a[0], 0, a_rs, a_cs, b, 0, b_rs, b_cs, c[0],
@@ -567,7 +594,7 @@ void kiln_gemm_shared_b_f64(int64_t parts, int64_t m, int64_t n, int64_t k, cons
   kiln_rt::gemm::gemm_group(p);
 }
 
-int kiln_gemm_group_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* a, int64_t a_rs,
+int gemm_group_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* a, int64_t a_rs,
                         int64_t a_cs, const double* const* b, int64_t b_rs, int64_t b_cs, double* const* c,
                         int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done, void* rows_ctx) {
   kiln_rt::gemm::Problem<double> p{1, m, parts * n, k, 1.0, 0.0, a, 0, a_rs, a_cs, b[0], 0, b_rs, b_cs, c[0],
@@ -576,7 +603,7 @@ int kiln_gemm_group_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const do
   return kiln_rt::gemm::gemm_group(p) ? 1 : 0;
 }
 
-int kiln_gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t a_bs,
+int gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t a_bs,
                   int64_t a_rs, int64_t a_cs, const double* b, int64_t b_bs, int64_t b_rs, int64_t b_cs,
                   double beta, double* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done,
                   void* rows_ctx) {
@@ -586,4 +613,4 @@ int kiln_gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, 
              : 0;
 }
 
-}  // extern "C"
+}  // namespace kiln_rt::kernels

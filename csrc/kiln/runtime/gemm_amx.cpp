@@ -14,10 +14,9 @@
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BW__)
 #define KILN_GEMM_AMX 1
-#include <cpuid.h>
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+
+#include "kiln/runtime/kiln_runtime.h"
 
 #pragma GCC visibility push(hidden)
 #include "kiln/runtime/gemm_pack.h"
@@ -127,8 +126,8 @@ void pack_a(const float* a, int64_t rs, int64_t cs, int rows, int64_t kc, uint16
         const float* s = a + i * rs + ks * 32;
         const int64_t kn = kc - ks * 32;
         __m512i q0[P], q1[P];
-        split<P>(_mm512_maskz_loadu_ps(lane_mask16(kn), s), q0, bad);
-        split<P>(_mm512_maskz_loadu_ps(lane_mask16(kn - 16), s + 16), q1, bad);
+        split<P>(_mm512_maskz_loadu_ps(simd::mask16(kn), s), q0, bad);
+        split<P>(_mm512_maskz_loadu_ps(simd::mask16(kn - 16), s + 16), q1, bad);
         for (int pl = 0; pl < P; ++pl) {
           const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(q0[pl])),
                                                   _mm512_cvtepi32_epi16(q1[pl]), 1);
@@ -143,7 +142,7 @@ void pack_a(const float* a, int64_t rs, int64_t cs, int rows, int64_t kc, uint16
   alignas(64) uint32_t words[P][16][16];
   for (int64_t ks = 0; ks < ksteps; ++ks) {
     const int64_t kn = kc - ks * 32 < 32 ? kc - ks * 32 : 32;
-    pack_sliver_f32<32>(a + ks * 32 * cs, rs, cs, rows, kn, stage);
+    pack_sliver_vec<float, 32>(a + ks * 32 * cs, rs, cs, rows, kn, stage);
     std::memset(stage + kn * 32, 0, sizeof(float) * 32 * (32 - kn));
     for (int h = 0; h < 2; ++h) {
       for (int r = 0; r < 16; ++r) {
@@ -152,11 +151,11 @@ void pack_a(const float* a, int64_t rs, int64_t cs, int rows, int64_t kc, uint16
         for (int pl = 0; pl < P; ++pl) _mm512_store_si512(words[pl][r], w[pl]);
       }
       for (int pl = 0; pl < P; ++pl) {
-        __m512 t[16];
-        for (int r = 0; r < 16; ++r) t[r] = _mm512_castsi512_ps(_mm512_load_si512(words[pl][r]));
-        transpose16x16(t);  // t[i] = row i of the tile: its 16 k-pairs
+        simd::Vec<float>::V t[16];
+        for (int r = 0; r < 16; ++r) t[r] = (simd::Vec<float>::V)_mm512_castsi512_ps(_mm512_load_si512(words[pl][r]));
+        simd::Vec<float>::transpose(t);  // t[i] = row i of the tile: its 16 k-pairs
         uint16_t* d = dst + ((ks * P + pl) * 2 + h) * kTile;
-        for (int i = 0; i < 16; ++i) _mm512_storeu_ps(d + i * 32, t[i]);
+        for (int i = 0; i < 16; ++i) _mm512_storeu_ps(d + i * 32, (__m512)t[i]);
       }
     }
   }
@@ -171,7 +170,7 @@ void pack_b(const float* b, int64_t rs, int64_t cs, int cols, int64_t kc, uint16
   alignas(64) float stage[32 * 32];  // [k][column]
   for (int64_t ks = 0; ks < ksteps; ++ks) {
     const int64_t kn = kc - ks * 32 < 32 ? kc - ks * 32 : 32;
-    pack_sliver_f32<32>(b + ks * 32 * rs, cs, rs, cols, kn, stage);
+    pack_sliver_vec<float, 32>(b + ks * 32 * rs, cs, rs, cols, kn, stage);
     std::memset(stage + kn * 32, 0, sizeof(float) * 32 * (32 - kn));
     for (int h = 0; h < 2; ++h)
       for (int r = 0; r < 16; ++r) {
@@ -237,7 +236,7 @@ void store_through(const float* tile, float* c, int64_t rs, int64_t cs, int mr, 
     const float* ti = tile + i * 32;
     if (cs == 1) {
       for (int j = 0; j < nr; j += 16) {
-        const __mmask16 m = lane_mask16(nr - j);
+        const __mmask16 m = simd::mask16(nr - j);
         __m512 v = _mm512_mul_ps(va, _mm512_load_ps(ti + j));
         if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, ci + j));
         _mm512_mask_storeu_ps(ci + j, m, v);
@@ -322,11 +321,8 @@ bool available() {
   static const bool ok = [] {
     const char* env = std::getenv("KILN_GEMM_AMX");
     if (env && env[0] == '0') return false;
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-    if (!((d >> 22) & 1u) || !((d >> 24) & 1u)) return false;  // AMX-BF16, AMX-TILE
-    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+    // The target's detection asked the OS for the tile state (kiln_runtime.h: KILN_ISA_AVX512_AMX).
+    return kiln_get_target()->detected_isa >= KILN_ISA_AVX512_AMX;
   }();
   return ok;
 }

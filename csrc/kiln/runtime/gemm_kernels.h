@@ -1,7 +1,7 @@
-// gemm_kernels.h — register-blocked GEMM micro-kernels: AVX-512, AVX2+FMA and portable C++.
+// gemm_kernels.h — register-blocked GEMM micro-kernels, one template for every ISA level (simd.h).
 //
-// Every kernel has the same contract: with Ap an MR x kc sliver of A and Bp a packed kc x NR sliver
-// (Bp[k * NR + j]), it sets C[0:mr, 0:nr] = alpha * Ap.Bp + beta * C, where C has row stride rs and unit
+// Every kernel has the same contract: with Ap an MR x kc sliver of A and Bp a kc x NR block of B whose
+// rows are ldb apart (Bp[k * ldb + j]; ldb = NR for a packed sliver), it sets C[0:mr, 0:nr] = alpha * Ap.Bp + beta * C, where C has row stride rs and unit
 // column stride, mr <= MR and nr <= NR. beta == 0 never reads C (NaN-safe). a_first says this is the
 // A sliver's first use (a prefetch hint). The accumulators of the whole MR x NR tile live in registers
 // for the entire kc loop; each step loads NR/L vectors of B and broadcasts MR scalars of A (the BLIS
@@ -15,9 +15,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "kiln/runtime/simd.h"
 
 namespace kiln_rt::gemm {
 
@@ -28,19 +26,6 @@ inline T madd(T a, T b, T c) {
 #else
   return a * b + c;
 #endif
-}
-
-// C[0:mr, 0:nr] = alpha * tile + beta * C for a tile computed into memory (edge tiles, portable kernel).
-template <typename T>
-inline void store_tile_scalar(const T* tile, int ld, T* c, int64_t rs, int mr, int nr, T alpha, T beta) {
-  for (int i = 0; i < mr; ++i) {
-    T* ci = c + i * rs;
-    const T* ti = tile + i * ld;
-    if (beta == T(0))
-      for (int j = 0; j < nr; ++j) ci[j] = alpha * ti[j];
-    else
-      for (int j = 0; j < nr; ++j) ci[j] = madd(beta, ci[j], alpha * ti[j]);
-  }
 }
 
 // Reads A(i, k) from either sliver layout; next() steps k, prefetch(d) asks for step k + d.
@@ -80,75 +65,21 @@ struct ASliver<T, MR, true> {
   }
 };
 
-// Portable kernel: plain loops the compiler vectorizes over NR.
-template <typename T, int MR_, int NR_>
-struct GenericKernel {
-  static constexpr int MR = MR_, NR = NR_;
-  template <bool ROWS>
-  __attribute__((noinline)) static void run(int64_t kc, const T* ap, int64_t lda, const T* __restrict b, T* c,
-                                            int64_t rs, int mr, int nr, T alpha, T beta, bool /*a_first*/ = false) {
-    ASliver<T, MR, ROWS> a(ap, lda);
-    T acc[MR][NR] = {};
-    for (int64_t k = 0; k < kc; ++k, a.next(), b += NR)
-      for (int i = 0; i < MR; ++i) {
-        const T ai = a.at(i);
-        for (int j = 0; j < NR; ++j) acc[i][j] = madd(ai, b[j], acc[i][j]);
-      }
-    store_tile_scalar(&acc[0][0], NR, c, rs, mr, nr, alpha, beta);
-  }
-};
-
-#if defined(__AVX512F__)
-
-template <typename T>
-struct V512;
-
-template <>
-struct V512<float> {
-  using V = __m512;
-  using Mask = __mmask16;
-  static constexpr int L = 16;
-  static V zero() { return _mm512_setzero_ps(); }
-  static V set1(float x) { return _mm512_set1_ps(x); }
-  static V load(const float* p) { return _mm512_load_ps(p); }
-  static V loadu(const float* p) { return _mm512_loadu_ps(p); }
-  static void storeu(float* p, V v) { _mm512_storeu_ps(p, v); }
-  static V maskz_loadu(Mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
-  static void mask_storeu(float* p, Mask m, V v) { _mm512_mask_storeu_ps(p, m, v); }
-  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
-  static Mask mask(int n) { return n >= L ? Mask(0xFFFF) : Mask((1u << (n > 0 ? n : 0)) - 1); }
-};
-
-template <>
-struct V512<double> {
-  using V = __m512d;
-  using Mask = __mmask8;
-  static constexpr int L = 8;
-  static V zero() { return _mm512_setzero_pd(); }
-  static V set1(double x) { return _mm512_set1_pd(x); }
-  static V load(const double* p) { return _mm512_load_pd(p); }
-  static V loadu(const double* p) { return _mm512_loadu_pd(p); }
-  static void storeu(double* p, V v) { _mm512_storeu_pd(p, v); }
-  static V maskz_loadu(Mask m, const double* p) { return _mm512_maskz_loadu_pd(m, p); }
-  static void mask_storeu(double* p, Mask m, V v) { _mm512_mask_storeu_pd(p, m, v); }
-  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
-  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
-  static Mask mask(int n) { return n >= L ? Mask(0xFF) : Mask((1u << (n > 0 ? n : 0)) - 1); }
-};
-
-// MR x (NV * L) tile: NV * MR accumulators + NV B vectors + 1 broadcast must fit the 32 zmm registers
-// (12 x 2 and 6 x 4 use 27 and 29). Edge tiles use masked loads/stores, so they cost the same as full ones.
+// The register-blocked micro-kernel, for every ISA level (simd.h): an MR x (NV * L) tile of C in
+// NV * MR accumulators, with NV vectors of B and one broadcast of A live beside them, so the tile
+// must fit the level's vector registers (the static_assert). B rows are `ldb` apart: ldb = NR for
+// GEMM's packed slivers, the block pitch for the fused attention's blocks (which use the same
+// kernels on operands they keep in L1). Edge tiles (nr < NR) store through lane masks.
 template <typename T, int MR_, int NV>
-struct Avx512Kernel {
-  using X = V512<T>;
+struct MicroKernel {
+  using X = simd::Vec<T>;
   using V = typename X::V;
   static constexpr int L = X::L, MR = MR_, NR = NV * L;
-  static_assert(NV * MR + NV + 1 <= 32, "the tile must fit the vector registers");
+  static_assert(NV * MR + NV + 1 <= simd::kVectorRegisters, "the tile must fit the vector registers");
 
   template <bool ROWS>
-  __attribute__((noinline)) static void run(int64_t kc, const T* ap, int64_t lda, const T* __restrict b, T* c,
-                                            int64_t rs, int mr, int nr, T alpha, T beta, bool a_first = false) {
+  __attribute__((noinline)) static void run(int64_t kc, const T* ap, int64_t lda, const T* __restrict b, int64_t ldb,
+                                            T* c, int64_t rs, int mr, int nr, T alpha, T beta, bool a_first = false) {
     ASliver<T, MR, ROWS> a(ap, lda);
     V acc[NV][MR];
 #pragma GCC unroll 16
@@ -157,8 +88,8 @@ struct Avx512Kernel {
       for (int v = 0; v < NV; ++v) acc[v][i] = X::zero();
     // The C tile is touched only after the kc loop: start pulling it in now.
     for (int i = 0; i < mr; ++i) {
-      _mm_prefetch(reinterpret_cast<const char*>(c + i * rs), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(c + i * rs + nr - 1), _MM_HINT_T0);
+      __builtin_prefetch(c + i * rs, 1, 3);
+      __builtin_prefetch(c + i * rs + nr - 1, 1, 3);
     }
     // Steps of one cache line of a row-panel A sliver. On the sliver's first use (a_first), each block
     // prefetches the rows 4 lines ahead; later uses find it in L1, where prefetches only cost loads.
@@ -170,7 +101,7 @@ struct Avx512Kernel {
       for (int64_t k = 0; k < kn; ++k) {
         V bv[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) bv[v] = X::load(b + v * L);
+        for (int v = 0; v < NV; ++v) bv[v] = X::loadu(b + v * L);
 #pragma GCC unroll 16
         for (int i = 0; i < MR; ++i) {
           const V ai = X::set1(a.at(i));
@@ -178,146 +109,46 @@ struct Avx512Kernel {
           for (int v = 0; v < NV; ++v) acc[v][i] = X::fma(ai, bv[v], acc[v][i]);
         }
         a.next();
-        b += NR;
+        b += ldb;
       }
     }
-    const V va = X::set1(alpha);
-    typename X::Mask m[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) m[v] = X::mask(nr - v * L);
-    if (beta == T(0)) {
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        if (i >= mr) break;
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) X::mask_storeu(c + i * rs + v * L, m[v], X::mul(acc[v][i], va));
-      }
-    } else {
-      const V vb = X::set1(beta);
+    const V va = X::set1(alpha), vb = X::set1(beta);
+    if (nr == NR) {
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         if (i >= mr) break;
         T* ci = c + i * rs;
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v)
-          X::mask_storeu(ci + v * L, m[v], X::fma(vb, X::maskz_loadu(m[v], ci + v * L), X::mul(acc[v][i], va)));
-      }
-    }
-  }
-};
-
-#endif  // __AVX512F__
-
-#if defined(__AVX2__) && defined(__FMA__)
-
-template <typename T>
-struct V256;
-
-template <>
-struct V256<float> {
-  using V = __m256;
-  static constexpr int L = 8;
-  static V zero() { return _mm256_setzero_ps(); }
-  static V set1(float x) { return _mm256_set1_ps(x); }
-  static V load(const float* p) { return _mm256_load_ps(p); }
-  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
-  static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
-  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
-};
-
-template <>
-struct V256<double> {
-  using V = __m256d;
-  static constexpr int L = 4;
-  static V zero() { return _mm256_setzero_pd(); }
-  static V set1(double x) { return _mm256_set1_pd(x); }
-  static V load(const double* p) { return _mm256_load_pd(p); }
-  static V loadu(const double* p) { return _mm256_loadu_pd(p); }
-  static void storeu(double* p, V v) { _mm256_storeu_pd(p, v); }
-  static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
-  static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
-};
-
-// MR x 2L tile in 16 ymm registers (MR = 6: 12 accumulators + 2 B vectors + 1 broadcast). AVX2 has no
-// cheap lane masks, so edge tiles go through a small buffer.
-template <typename T, int MR_>
-struct Avx2Kernel {
-  using X = V256<T>;
-  using V = typename X::V;
-  static constexpr int L = X::L, MR = MR_, NR = 2 * L;
-
-  template <bool ROWS>
-  __attribute__((noinline)) static void run(int64_t kc, const T* ap, int64_t lda, const T* __restrict b, T* c,
-                                            int64_t rs, int mr, int nr, T alpha, T beta, bool a_first = false) {
-    ASliver<T, MR, ROWS> a(ap, lda);
-    V acc0[MR], acc1[MR];
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = X::zero();
-    constexpr int64_t kStep = 64 / sizeof(T);  // as in Avx512Kernel
-    for (int64_t k0 = 0; k0 < kc; k0 += kStep) {
-      if (a_first) a.prefetch(4 * kStep);
-      const int64_t kn = kc - k0 < kStep ? kc - k0 : kStep;
-#pragma GCC unroll 4
-      for (int64_t k = 0; k < kn; ++k) {
-        const V b0 = X::load(b), b1 = X::load(b + L);
-#pragma GCC unroll 16
-        for (int i = 0; i < MR; ++i) {
-          const V ai = X::set1(a.at(i));
-          acc0[i] = X::fma(ai, b0, acc0[i]);
-          acc1[i] = X::fma(ai, b1, acc1[i]);
-        }
-        a.next();
-        b += NR;
-      }
-    }
-    const V va = X::set1(alpha);
-    if (mr == MR && nr == NR) {
-      const V vb = X::set1(beta);
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        T* ci = c + i * rs;
-        V r0 = X::mul(acc0[i], va), r1 = X::mul(acc1[i], va);
-        if (beta != T(0)) {
-          r0 = X::fma(vb, X::loadu(ci), r0);
-          r1 = X::fma(vb, X::loadu(ci + L), r1);
-        }
-        X::storeu(ci, r0);
-        X::storeu(ci + L, r1);
+          X::storeu(ci + v * L, beta == T(0) ? acc[v][i] * va : X::fma(vb, X::loadu(ci + v * L), acc[v][i] * va));
       }
       return;
     }
-    alignas(32) T tile[MR * NR];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      X::storeu(tile + i * NR, acc0[i]);
-      X::storeu(tile + i * NR + L, acc1[i]);
+      if (i >= mr) break;
+      T* ci = c + i * rs;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const int n = nr - v * L;
+        if (n <= 0) break;
+        const V r = beta == T(0) ? acc[v][i] * va : X::fma(vb, X::load_first(ci + v * L, n), acc[v][i] * va);
+        X::store_first(ci + v * L, n, r);
+      }
     }
-    store_tile_scalar(tile, NR, c, rs, mr, nr, alpha, beta);
   }
 };
 
-#endif  // __AVX2__ && __FMA__
-
-// The kernels this build uses for T. RowKernel runs when A is read in place as row panels (row-major
-// A): a 6 x 64 tile there measured 6-17% faster than 12 x 32 on the Transformer's shapes (fewer loads
-// per FMA: 4 B vectors per broadcast). Interleaved A (packed, or column-major in place) keeps 12 x 32,
-// which reads each A line for twice as many columns (6 x 64 was 10-15% slower there).
-#if defined(__AVX512F__)
+// The GEMM's two tiles, from the register count. Interleaved A (packed, or column-major in place)
+// takes Kernel; row-major A read in place as row panels takes RowKernel. With 32 registers (AVX-512),
+// 12 x 2L and 6 x 4L (27 and 29 registers): the row-panel tile loads fewer B vectors per broadcast,
+// and measured 6-17% faster than 12 x 32 on the Transformer's shapes, while interleaved A reads each
+// line for twice the columns at 12 rows (6 x 64 was 10-15% slower there). With 16 (AVX2, baseline),
+// 6 x 2L (15 registers, the BLIS Haswell shape) for both.
+inline constexpr bool kWideRegisterFile = simd::kVectorRegisters >= 32;
 template <typename T>
-using Kernel = Avx512Kernel<T, 12, 2>;
+using Kernel = MicroKernel<T, kWideRegisterFile ? 12 : 6, 2>;
 template <typename T>
-using RowKernel = Avx512Kernel<T, 6, 4>;
-#elif defined(__AVX2__) && defined(__FMA__)
-template <typename T>
-using Kernel = Avx2Kernel<T, 6>;
-template <typename T>
-using RowKernel = Kernel<T>;
-#else
-template <typename T>
-using Kernel = GenericKernel<T, 4, 16 / sizeof(T) * 2>;
-template <typename T>
-using RowKernel = Kernel<T>;
-#endif
+using RowKernel = MicroKernel<T, 6, kWideRegisterFile ? 4 : 2>;
 
 }  // namespace kiln_rt::gemm
