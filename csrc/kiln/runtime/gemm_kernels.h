@@ -77,9 +77,13 @@ struct MicroKernel {
   static constexpr int L = X::L, MR = MR_, NR = NV * L;
   static_assert(NV * MR + NV + 1 <= simd::kVectorRegisters, "the tile must fit the vector registers");
 
+  // alpha and beta come by reference, so that nothing but the tile competes for vector registers in
+  // the k loop: passed by value they stay live in two registers, and with 16 of them (AVX2) GCC then
+  // kept an accumulator on the stack (1024^3 at 73% of the FMA peak instead of 8x%).
   template <bool ROWS>
   __attribute__((noinline)) static void run(int64_t kc, const T* ap, int64_t lda, const T* __restrict b, int64_t ldb,
-                                            T* c, int64_t rs, int mr, int nr, T alpha, T beta, bool a_first = false) {
+                                            T* c, int64_t rs, int mr, int nr, const T& alpha, const T& beta,
+                                            bool a_first = false) {
     ASliver<T, MR, ROWS> a(ap, lda);
     V acc[NV][MR];
 #pragma GCC unroll 16

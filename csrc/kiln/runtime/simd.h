@@ -48,13 +48,11 @@ struct Vec {
   typedef I VI __attribute__((vector_size(kVectorBytes)));
 
   static V zero() { return V{}; }
-  static V set1(T x) { return V{} + x; }
-  static V loadu(const T* p) {
-    V v;
-    std::memcpy(&v, p, sizeof(V));
-    return v;
-  }
-  static void storeu(T* p, V v) { std::memcpy(p, &v, sizeof(V)); }
+  // Broadcast, unaligned load and store: intrinsics per level (`V{} + x` would cost an add, as
+  // 0 + -0 is not -0, and GCC splits memcpy through a vector of element alignment).
+  static V set1(T x);
+  static V loadu(const T* p);
+  static void storeu(T* p, V v);
   static V lane_indices() {  // {0, 1, ..., L - 1}: lane compares mask by position
     V v;
     for (int i = 0; i < L; ++i) v[i] = T(i);
@@ -137,6 +135,18 @@ constexpr TransposeIndex make_transpose_index() {
 inline constexpr TransposeIndex kTransposeIndex = make_transpose_index();
 
 template <>
+inline Vec<float>::V Vec<float>::set1(float x) { return (V)_mm512_set1_ps(x); }
+template <>
+inline Vec<double>::V Vec<double>::set1(double x) { return (V)_mm512_set1_pd(x); }
+template <>
+inline Vec<float>::V Vec<float>::loadu(const float* p) { return (V)_mm512_loadu_ps(p); }
+template <>
+inline Vec<double>::V Vec<double>::loadu(const double* p) { return (V)_mm512_loadu_pd(p); }
+template <>
+inline void Vec<float>::storeu(float* p, V v) { _mm512_storeu_ps(p, (__m512)v); }
+template <>
+inline void Vec<double>::storeu(double* p, V v) { _mm512_storeu_pd(p, (__m512d)v); }
+template <>
 inline Vec<float>::V Vec<float>::fma(V a, V b, V c) {
   return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
 }
@@ -200,6 +210,18 @@ inline __m256i mask_i64(int n) {
   return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
 }
 
+template <>
+inline Vec<float>::V Vec<float>::set1(float x) { return (V)_mm256_set1_ps(x); }
+template <>
+inline Vec<double>::V Vec<double>::set1(double x) { return (V)_mm256_set1_pd(x); }
+template <>
+inline Vec<float>::V Vec<float>::loadu(const float* p) { return (V)_mm256_loadu_ps(p); }
+template <>
+inline Vec<double>::V Vec<double>::loadu(const double* p) { return (V)_mm256_loadu_pd(p); }
+template <>
+inline void Vec<float>::storeu(float* p, V v) { _mm256_storeu_ps(p, (__m256)v); }
+template <>
+inline void Vec<double>::storeu(double* p, V v) { _mm256_storeu_pd(p, (__m256d)v); }
 template <>
 inline Vec<float>::V Vec<float>::fma(V a, V b, V c) {
   return (V)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
@@ -273,6 +295,18 @@ inline void Vec<double>::transpose(V r[4]) {
 
 #else  // baseline: SSE (x86-64-v2), or anything GCC vectors run on
 
+template <>
+inline Vec<float>::V Vec<float>::set1(float x) { return (V)_mm_set1_ps(x); }
+template <>
+inline Vec<double>::V Vec<double>::set1(double x) { return (V)_mm_set1_pd(x); }
+template <>
+inline Vec<float>::V Vec<float>::loadu(const float* p) { return (V)_mm_loadu_ps(p); }
+template <>
+inline Vec<double>::V Vec<double>::loadu(const double* p) { return (V)_mm_loadu_pd(p); }
+template <>
+inline void Vec<float>::storeu(float* p, V v) { _mm_storeu_ps(p, (__m128)v); }
+template <>
+inline void Vec<double>::storeu(double* p, V v) { _mm_storeu_pd(p, (__m128d)v); }
 template <typename T>
 inline typename Vec<T>::V Vec<T>::fma(V a, V b, V c) {
   return a * b + c;  // no FMA instruction at this level; -ffp-contract=off keeps it two roundings
