@@ -22,7 +22,7 @@ class Options:
     # split into two bfloat16 planes (about 16 significand bits) or rounded to one.
     matmul_precision: str | None = None
     # ISA level of the generated code and the runtime kernels it calls: "baseline", "avx2", "avx512",
-    # "avx512_amx"; None: $KILN_ISA, else the CPU's best (kiln.target()).
+    # "avx512_amx"; None: $KILN_ISA as it is when the graph compiles, else the CPU's best (kiln.target()).
     isa: str | None = None
 
     def gemm_bf16_planes(self) -> int:
@@ -58,6 +58,25 @@ class Options:
             from kiln import _C
 
             _C.target(o.isa)  # a clear error now for a level that is not one or that this CPU cannot run
+        else:
+            o = dataclasses.replace(o, isa=_isa_from_environment())
         if o.fallback not in ("eager", "error"):
             raise ValueError(f"kiln: fallback must be 'eager' or 'error', not {o.fallback!r}")
         return o
+
+
+def _isa_from_environment() -> str | None:
+    """$KILN_ISA when it names a level this CPU runs; otherwise None (the CPU's best), said once."""
+    name = os.environ.get("KILN_ISA", "")
+    if not name or name == "native":
+        return None
+    from kiln import _C
+
+    try:
+        _C.target(name)
+        return name
+    except Exception as exc:  # not a level, or above this CPU's: the runtime warned the same way
+        from kiln.log import log_once
+
+        log_once(f"isa:{name}", f"KILN_ISA={name} ignored: {exc}")
+        return None

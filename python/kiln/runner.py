@@ -59,6 +59,7 @@ class KilnGraph:
                                    opts.gemm_bf16_planes(), opts.isa or "")
         t = self.compiled.times
         api.count("compile_seconds", t["total"])
+        api.count_graph_isa(self.compiled.isa)
         logger.info("compiled %s: %d kernels, %.3fs (passes %.3fs, codegen %.3fs, compiler %.3fs, cache hit %s)",
                     name, self.compiled.num_kernels, t["total"], t["passes"], t["codegen"], t["compiler"], t["cache_hit"])
         self.name = name

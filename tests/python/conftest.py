@@ -7,6 +7,9 @@
   output (and optionally every gradient) against eager, and checks through kiln.stats() that kiln's
   native code actually ran and nothing fell back to eager.
 * `run_python(code)` runs a fresh Python process with the test environment.
+* `every_isa`: a test module that lists it (`pytestmark = pytest.mark.usefixtures("every_isa")`) runs
+  each test once per ISA level this CPU executes (KILN_ISA forces the level of everything compiled),
+  and checks that every graph the test compiled was compiled for that level.
 """
 from __future__ import annotations
 
@@ -156,6 +159,29 @@ def run_compiled(fn, *args, rtol=None, atol=None, grad=False, grad_rtol=None, gr
                         atol=grad_atol if grad_atol is not None else atol, what=f"grad[{i}]")
     assert_kiln_ran(w.delta, allow_fallback=allow_fallback)
     return got, expected, w.delta
+
+
+def runnable_isas() -> list[str]:
+    """The ISA levels this CPU runs: baseline, avx2, avx512 where available, and the CPU's own."""
+    levels = []
+    for name in ("baseline", "avx2", "avx512", kiln.target()["detected_isa"]):
+        try:
+            kiln.target(name)
+        except Exception:
+            continue
+        if name not in levels:
+            levels.append(name)
+    return levels
+
+
+@pytest.fixture(params=runnable_isas())
+def every_isa(request, monkeypatch):
+    monkeypatch.setenv("KILN_ISA", request.param)
+    before = dict(kiln.stats()["graphs_by_isa"])
+    yield request.param
+    after = kiln.stats()["graphs_by_isa"]
+    other = {isa: n - before.get(isa, 0) for isa, n in after.items() if isa != request.param and n != before.get(isa, 0)}
+    assert not other, f"graphs compiled for another level than {request.param}: {other}"
 
 
 @pytest.fixture

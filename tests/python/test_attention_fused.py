@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from conftest import run_compiled
 from kiln.models import attention
 
+pytestmark = pytest.mark.usefixtures("every_isa")  # once per ISA level this CPU runs
+
 
 def _qkv(b, h, sq, sk, d, dv=None, dtype=torch.float32, scale=1.0, seed=0):
     g = torch.Generator().manual_seed(seed)

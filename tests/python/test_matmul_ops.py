@@ -1,8 +1,11 @@
 """Matrix products compiled by kiln: mm/bmm/addmm/baddbmm/matmul/linear/einsum, forward and gradients."""
+import pytest
 import torch
 import torch.nn.functional as F
 
 from conftest import StatsWatch, assert_kiln_ran, run_compiled
+
+pytestmark = pytest.mark.usefixtures("every_isa")  # once per ISA level this CPU runs
 
 
 def _mms(a, b, bt, c, bias, x3, w):
@@ -133,14 +136,14 @@ def test_nan_and_inf_propagate_through_mm():
 def test_float32_matmul_precision_reaches_the_gemm():
     """PyTorch's float32 matmul precision at compile time (or options["matmul_precision"]) decides how
     many bfloat16 planes kiln's AMX GEMM keeps of each operand: "highest" is float, "high" two planes,
-    "medium" one. Without AMX every setting computes in float."""
-    from kiln import _C
+    "medium" one. Without AMX (at this ISA level) every setting computes in float."""
+    import kiln
 
     # x = 1 + 2^-10 + 2^-18: rounded to one bfloat16 it is 1, to two 1 + 2^-10; w = 1 is exact. Every
     # partial sum of up to 32 such terms is exact in float, whatever the order.
     x, w = torch.full((128, 32), 1.0 + 2.0**-10 + 2.0**-18), torch.ones(128, 32)
     exact = 32 * (1.0 + 2.0**-10 + 2.0**-18)
-    want = {"highest": exact, "high": 32 * (1.0 + 2.0**-10), "medium": 32.0} if _C.gemm_has_amx() else \
+    want = {"highest": exact, "high": 32 * (1.0 + 2.0**-10), "medium": 32.0} if kiln.target()["amx"] else \
         {p: exact for p in ("highest", "high", "medium")}
 
     def linear(options=None):

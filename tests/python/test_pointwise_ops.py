@@ -11,6 +11,8 @@ import torch.nn.functional as F
 
 from conftest import run_compiled
 
+pytestmark = pytest.mark.usefixtures("every_isa")  # once per ISA level this CPU runs
+
 
 def _unary_ops(x):
     p = x.abs() + 0.1  # positive, for log / sqrt / fractional powers

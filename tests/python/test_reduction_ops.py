@@ -5,10 +5,13 @@ Long reductions are checked against a float64 reference: kiln's error must be co
 """
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from conftest import run_compiled
+
+pytestmark = pytest.mark.usefixtures("every_isa")  # once per ISA level this CPU runs
 
 
 def _reductions(x):

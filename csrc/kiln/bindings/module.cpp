@@ -138,6 +138,7 @@ NB_MODULE(_C, m) {
 
   nb::class_<CompiledGraph>(m, "CompiledGraph")
       .def_prop_ro("num_kernels", &CompiledGraph::num_kernels)
+      .def_prop_ro("isa", &CompiledGraph::isa)
       .def_prop_ro("num_inputs", [](const CompiledGraph& c) { return c.graph().inputs().size(); })
       .def_prop_ro("num_outputs", [](const CompiledGraph& c) { return c.graph().outputs().size(); })
       .def_prop_ro("times", [](const CompiledGraph& c) {
@@ -221,7 +222,9 @@ NB_MODULE(_C, m) {
         d["cores"] = t.cores;
         d["cpu"] = t.cpu;
         d["compiler_flags"] = t.compiler_flags();
-        d["amx"] = t.isa == KILN_ISA_AVX512_AMX;
+        // Float GEMMs may run on AMX tiles at this level (KILN_GEMM_AMX=0 turns them off).
+        const kiln_kernels* k = kiln_kernels_for(t.isa);
+        d["amx"] = k != nullptr && k->gemm_has_amx() != 0;
         return d;
       },
       nb::arg("isa") = "");

@@ -91,6 +91,7 @@ std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, con
   // Generated code calls the runtime kernels of its level: they must load here.
   KILN_USER_CHECK(kiln_kernels_for(opt.target.isa) != nullptr, kiln_last_error());
   auto cg = std::make_shared<CompiledGraph>();
+  cg->isa_ = opt.target.isa_name();
   cg->graph_ = imported;
   stamp_matmul_precision(cg->graph_, opt.gemm_bf16_planes);
   std::string imported_text = print_graph(cg->graph_);

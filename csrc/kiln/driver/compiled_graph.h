@@ -63,6 +63,8 @@ class CompiledGraph {
   const CompileTimes& times() const { return times_; }
   size_t num_kernels() const { return num_kernels_; }
   const std::string& plan_summary() const { return plan_summary_; }
+  // The ISA level the code was compiled for (Target::isa_name).
+  const std::string& isa() const { return isa_; }
 
   // Sizes and strides of output j for these symbol values.
   void output_layout(size_t j, const std::vector<int64_t>& syms, std::vector<int64_t>& sizes,
@@ -82,6 +84,7 @@ class CompiledGraph {
   CompileTimes times_;
   size_t num_kernels_ = 0;
   std::string plan_summary_;
+  std::string isa_;
 
   struct Arena {
     char* data = nullptr;

@@ -30,6 +30,7 @@ def run(argv=None) -> list[dict]:
     torch.set_float32_matmul_precision(settings.matmul_precision)
     t_start = time.perf_counter()
     settings.load_start = _load()
+    settings.fma_peaks = _fma_peaks(settings)
     settings.probe_start = parallel_region_probe_ms()
     try:
         with compile_caches(settings.cache) as cache_note:
@@ -82,6 +83,53 @@ def _run_suites(settings):
     return rows, warmups
 
 
+def kiln_levels(settings) -> dict:
+    """{contender name: ISA level} for every kiln contender (its forced level, else kiln's own)."""
+    import kiln
+
+    own = kiln.target()["isa"]
+    return {c.name: c.isa or own for c in settings.contenders if c.compiled and str(c.backend) == "kiln"}
+
+
+def _fma_peaks(settings) -> dict:
+    """{ISA level: (GFLOP/s, how)} for every level a kiln contender runs at: its own FMA loop."""
+    from . import peak
+
+    try:
+        levels = sorted(set(kiln_levels(settings).values()))
+    except Exception:  # kiln itself cannot load: its cells will say why
+        return {}
+    return {level: peak.fma_peak(settings.threads, level) for level in levels}
+
+
+def _target_lines(settings) -> list[str]:
+    import kiln
+
+    try:
+        t = kiln.target()
+    except Exception as exc:
+        return [f"**Target:** kiln cannot report its target ({short_reason(exc)})"]
+    forced = " (forced by KILN_ISA)" if t["forced"] else ""
+    lines = [f"**Target:** kiln's own level **{t['isa']}**{forced} ({t['vector_bits']}-bit vectors, "
+             f"{t['vector_registers']} vector registers; the CPU's best level: {t['detected_isa']}); "
+             f"L1d {t['l1d_bytes'] >> 10} KiB, L2 {t['l2_bytes'] >> 10} KiB, L3 {t['l3_bytes'] >> 20} MiB, "
+             f"{t['cores']} CPUs"]
+    forced_contenders = [c.name for c in settings.contenders if c.isa]
+    if forced_contenders:
+        lines.append(f"**Forced levels:** {', '.join(forced_contenders)} (kiln with options={{'isa': ...}}: "
+                     "generated code compiled for the level and its runtime kernels)")
+    if settings.fma_peaks:
+        lines.append("**FMA peak per level:** " + "; ".join(
+            f"{level} {g:.1f} GFLOP/s ({how.split(': ', 1)[-1]})" for level, (g, how) in settings.fma_peaks.items()))
+    emulated = os.environ.get("KILN_BENCH_EMULATED")
+    if emulated:
+        lines.append(f"**Emulated CPU level:** {emulated}: every contender's kernels chosen as on a CPU of that level "
+                     f"(ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY')}, ONEDNN_MAX_CPU_ISA="
+                     f"{os.environ.get('ONEDNN_MAX_CPU_ISA')}, MKL_ENABLE_INSTRUCTIONS="
+                     f"{os.environ.get('MKL_ENABLE_INSTRUCTIONS')}, KILN_ISA={os.environ.get('KILN_ISA')})")
+    return lines
+
+
 def _header(settings, rows, warmups, cache_note, wall) -> list[str]:
     s = settings
     probe_end = parallel_region_probe_ms()
@@ -90,6 +138,7 @@ def _header(settings, rows, warmups, cache_note, wall) -> list[str]:
         "",
         f"**Date:** {datetime.datetime.now():%Y-%m-%d %H:%M:%S}",
         f"**Device:** CPU — {cpu_name()}, {cpu_count()} cores",
+        *_target_lines(s),
         f"**PyTorch Version:** {torch.__version__}",
         f"**Threads:** {s.threads} (torch.set_num_threads, the same for every contender)",
         f"**float32 matmul precision:** {s.matmul_precision} (torch.set_float32_matmul_precision, every contender)",
@@ -182,7 +231,7 @@ def _write(settings, rows, warmups, cache_note, wall):
         from . import micro_report  # noqa: PLC0415
 
         md += ["", "## Micro-benchmarks", ""] + micro_report.sections(rows, s.contenders)
-    obs = report.observations(rows, s.contenders)
+    obs = report.observations(rows, s.contenders, kiln_levels(s), s.fma_peaks)
     if obs:
         md += ["", "## Analysis", "", "### Key Observations", ""] + obs
     errors = sum(1 for r in rows if r.get("error"))

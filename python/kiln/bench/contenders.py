@@ -7,13 +7,15 @@ from dataclasses import dataclass
 import torch
 
 KILN_MODES = ("reduce-overhead", "max-autotune")
+ISA_LEVELS = ("baseline", "avx2", "avx512", "avx512_amx")
 
 
 @dataclass
 class Contender:
-    name: str  # label in tables: "eager", "inductor", "kiln", "kiln:max-autotune", ...
+    name: str  # label in tables: "eager", "inductor", "kiln", "kiln:max-autotune", "kiln:avx2", ...
     backend: object  # None: run eagerly; a registered name, or a backend callable
     mode: str | None = None
+    isa: str | None = None  # kiln forced to this ISA level (options={"isa": ...}); None: its own
 
     @property
     def compiled(self) -> bool:
@@ -24,11 +26,15 @@ class Contender:
         if self.backend is None:
             return fn
         backend = self.backend if callable(self.backend) else resolve_backend(self.backend)
+        if self.isa is not None:
+            options = {"isa": self.isa} | ({"mode": self.mode} if self.mode else {})
+            return torch.compile(fn, backend=backend, options=options)
         return torch.compile(fn, backend=backend, mode=self.mode)
 
 
-def parse_contenders(spec: str, *, with_autotune: bool, modes: bool) -> list[Contender]:
-    """'eager,inductor,kiln' -> contenders; 'name:mode' picks a mode. eager always comes first (the baseline)."""
+def parse_contenders(spec: str, *, with_autotune: bool, modes: bool, isas: list[str] = ()) -> list[Contender]:
+    """'eager,inductor,kiln' -> contenders; 'name:mode' picks a mode, 'kiln:avx2' an ISA level (`isas`
+    adds kiln at each level). eager always comes first (the baseline)."""
     # eager first: it fills the reference every compiled result is checked against.
     names = ["eager"] + [s.strip() for s in spec.split(",") if s.strip() and s.strip() != "eager"]
     if with_autotune and "inductor" in names and "inductor:max-autotune" not in names:
@@ -38,10 +44,16 @@ def parse_contenders(spec: str, *, with_autotune: bool, modes: bool) -> list[Con
         for m in reversed(KILN_MODES):
             if f"kiln:{m}" not in names:
                 names.insert(at, f"kiln:{m}")
+    if isas and "kiln" in names:
+        at = names.index("kiln") + 1
+        for level in reversed(isas):
+            if f"kiln:{level}" not in names:
+                names.insert(at, f"kiln:{level}")
     out = []
     for name in names:
         backend, _, mode = name.partition(":")
-        out.append(Contender(name, None if backend == "eager" else backend, mode or None))
+        isa = mode if backend == "kiln" and mode in ISA_LEVELS else None
+        out.append(Contender(name, None if backend == "eager" else backend, None if isa else mode or None, isa))
     return out
 
 

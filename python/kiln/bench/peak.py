@@ -21,6 +21,7 @@ _SOURCE = r"""
 #include <string.h>
 #include <time.h>
 
+typedef float v4 __attribute__((vector_size(16)));
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v16 __attribute__((vector_size(64)));
 #define NACC 12
@@ -44,7 +45,7 @@ static volatile float seed_a = 0.999999f, seed_b = 1e-6f;
 
 static void *fma_worker(void *p) {
     job_t *job = (job_t *)p;
-    if (job->width == 16) FMA_BODY(v16, 16) else FMA_BODY(v8, 8)
+    if (job->width == 16) FMA_BODY(v16, 16) else if (job->width == 8) FMA_BODY(v8, 8) else FMA_BODY(v4, 4)
     return NULL;
 }
 
@@ -79,9 +80,11 @@ int main(int argc, char **argv) {
     memset(jobs, 0, sizeof jobs);
     double best = 0;
     if (!strcmp(argv[1], "fma")) {
-        /* ~30 ms per run, 8 runs per width, alternating: a short dip of a shared host cannot decide it */
+        /* ~30 ms per run, 8 runs per width, alternating: a short dip of a shared host cannot decide it.
+           argv[3]: the widest vector, in floats, of the ISA level it was compiled for (4, 8 or 16). */
+        int widest = argc > 3 ? atoi(argv[3]) : 16;
         for (int rep = 0; rep < 8; rep++)
-            for (int width = 8; width <= 16; width *= 2) {
+            for (int width = widest > 4 ? 8 : 4; width <= widest; width *= 2) {
                 long iters = 200000000L / width;
                 for (int i = 0; i < threads; i++) { jobs[i].iters = iters; jobs[i].width = width; }
                 double s = run(fma_worker, jobs, threads);
@@ -113,23 +116,24 @@ int main(int argc, char **argv) {
 # GOMP_parallel is passed in), so that they can take turns with GEMMs or pointwise kernels in one
 # timing loop: the machine's limits at the same moments.
 _IN_PROCESS_SOURCE = r"""
-typedef float v16 __attribute__((vector_size(64)));
+/* W: floats per vector of the ISA level it is compiled for (-DW=4, 8 or 16). */
+typedef float V __attribute__((vector_size(4 * W)));
 typedef struct { long iters; float sink[256]; } job_t;
 static volatile float seed_a = 0.999999f, seed_b = 1e-6f;
 #define STEP(x) x = x * a + b;
 static void body(void *p) {
     job_t *job = (job_t *)p;
-    v16 a, b, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11;
-    for (int k = 0; k < 16; k++) { a[k] = seed_a; b[k] = seed_b; x0[k] = x1[k] = x2[k] = x3[k] = k;
+    V a, b, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11;
+    for (int k = 0; k < W; k++) { a[k] = seed_a; b[k] = seed_b; x0[k] = x1[k] = x2[k] = x3[k] = k;
         x4[k] = x5[k] = x6[k] = x7[k] = x8[k] = x9[k] = x10[k] = x11[k] = k; }
     for (long i = 0; i < job->iters; i++) {
         STEP(x0) STEP(x1) STEP(x2) STEP(x3) STEP(x4) STEP(x5) STEP(x6) STEP(x7) STEP(x8) STEP(x9) STEP(x10) STEP(x11) }
-    v16 s = x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11;
-    float t = 0; for (int k = 0; k < 16; k++) t += s[k];
+    V s = x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11;
+    float t = 0; for (int k = 0; k < W; k++) t += s[k];
     job->sink[0] += t;  /* racy on purpose: only keeps the loop alive */
 }
 typedef void (*gomp_parallel_t)(void (*)(void *), void *, unsigned, unsigned);
-/* Every thread of the pool runs iters steps of 12 independent 16-wide FMAs: 384 * iters flops each. */
+/* Every thread of the pool runs iters steps of 12 independent W-wide FMAs: 24 * W * iters flops each. */
 void kiln_bench_fma(void *gomp_parallel, unsigned threads, long iters) {
     job_t job = {iters, {0}};
     ((gomp_parallel_t)gomp_parallel)(body, &job, threads, 0);
@@ -154,6 +158,21 @@ void kiln_bench_triad(void *gomp_parallel, unsigned threads, float *a, const flo
 """
 
 
+# Per ISA level: the compiler's target and the widest float vector (the FMA loop's width).
+ISA_FLAGS = {"baseline": (["-march=x86-64-v2"], 4), "avx2": (["-march=x86-64-v3"], 8),
+             "avx512": (["-march=x86-64-v4"], 16), "avx512_amx": (["-march=x86-64-v4"], 16)}
+
+
+def _level(isa: str | None) -> tuple[str, list[str], int]:
+    """(level name, compiler flags, float width) for `isa`, None meaning kiln's own (kiln.target())."""
+    if isa is None:
+        import kiln
+
+        isa = kiln.target()["isa"]
+    flags, width = ISA_FLAGS[isa]
+    return isa, flags, width
+
+
 def _compile(source: str, name: str, flags: list[str]) -> str:
     """Path of a compiled helper (cached by source hash); raises if no compiler works."""
     cxx = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc") or shutil.which("gcc")
@@ -167,19 +186,21 @@ def _compile(source: str, name: str, flags: list[str]) -> str:
             with open(src, "w") as f:
                 f.write(source)
             # -O3 (vectorised triad) without -ffast-math; GNU C contracts a*b+c into FMA by default.
+            # -march=native first: a level's -march in `flags` replaces it.
             cmd = [cxx, "-O3", "-march=native", *flags, "-o", out + ".tmp", src]
             subprocess.run(cmd, check=True, capture_output=True, timeout=120)
             os.replace(out + ".tmp", out)
     return out
 
 
-def _build() -> str:
-    return _compile(_SOURCE, "peak", ["-pthread"])
+def _build(isa: str | None = None) -> str:
+    level, flags, _ = _level(isa) if isa is not None else (None, [], 16)
+    return _compile(_SOURCE, f"peak-{level or 'native'}", ["-pthread", *flags])
 
 
-def _in_process():
-    """(PyTorch's GOMP_parallel address, the in-process helper library), or None where there is no
-    OpenMP pool or no C compiler."""
+def _in_process(isa: str | None = None):
+    """(PyTorch's GOMP_parallel address, the in-process helper library built for `isa`), or None where
+    there is no OpenMP pool or no C compiler."""
     import ctypes
 
     try:
@@ -188,24 +209,28 @@ def _in_process():
         if not gomp:
             return None
         parallel = ctypes.cast(ctypes.CDLL(gomp[0]).GOMP_parallel, ctypes.c_void_p).value
-        return parallel, ctypes.CDLL(_compile(_IN_PROCESS_SOURCE, "in-process", ["-shared", "-fPIC"]))
+        level, flags, width = _level(isa)
+        lib = ctypes.CDLL(_compile(_IN_PROCESS_SOURCE, f"in-process-{level}", ["-shared", "-fPIC", *flags, f"-DW={width}"]))
+        return parallel, lib, width
     except Exception:
         return None
 
 
-def fma_step(threads: int, flops: float):
-    """(callable, flops per call): the FMA peak loop on PyTorch's OpenMP pool, to time side by side
-    with other work; None where there is no OpenMP pool or no C compiler."""
+def fma_step(threads: int, flops: float, isa: str | None = None):
+    """(callable, flops per call): the FMA peak loop of ISA level `isa` (kiln's own when None) on
+    PyTorch's OpenMP pool, to time side by side with other work; None where there is no OpenMP pool
+    or no C compiler."""
     import ctypes
 
-    found = _in_process()
+    found = _in_process(isa)
     if found is None:
         return None
-    parallel, lib = found
+    parallel, lib, width = found
     run = lib.kiln_bench_fma
     run.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_long]
-    iters = max(1, int(flops / (384 * threads)))
-    return (lambda: run(parallel, threads, iters)), 384.0 * threads * iters
+    per_step = 24 * width
+    iters = max(1, int(flops / (per_step * threads)))
+    return (lambda: run(parallel, threads, iters)), float(per_step * threads * iters)
 
 
 def triad_step(threads: int, out: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor):
@@ -217,18 +242,22 @@ def triad_step(threads: int, out: torch.Tensor, b: torch.Tensor, c: torch.Tensor
     found = _in_process()
     if found is None or any(t.dtype != torch.float32 or not t.is_contiguous() for t in (out, b, c, d)):
         return None
-    parallel, lib = found
+    parallel, lib, _ = found
     run = lib.kiln_bench_triad
     run.argtypes = [ctypes.c_void_p, ctypes.c_uint] + [ctypes.c_void_p] * 4 + [ctypes.c_long]
     ptrs = [t.data_ptr() for t in (out, b, c, d)]
     return lambda: run(parallel, threads, *ptrs, out.numel())
 
 
-def fma_peak(threads: int) -> tuple[float, str]:
-    """(GFLOP/s, how it was measured)."""
+def fma_peak(threads: int, isa: str | None = None) -> tuple[float, str]:
+    """(GFLOP/s, how it was measured) of ISA level `isa` (kiln's own level when None): its own FMA loop,
+    compiled for the level, as wide as its vectors (and narrower where that is faster)."""
     try:
-        out = subprocess.run([_build(), "fma", str(threads)], check=True, capture_output=True, text=True, timeout=120)
-        return float(out.stdout), f"C loop of independent FMAs (8- and 16-wide, best), {threads} threads"
+        level, _, width = _level(isa)
+        out = subprocess.run([_build(level), "fma", str(threads), str(width)], check=True, capture_output=True,
+                             text=True, timeout=120)
+        widths = {4: "4-wide, no FMA instruction", 8: "8-wide", 16: "8- and 16-wide, best"}[width]
+        return float(out.stdout), f"{level}: C loop of independent multiply-adds ({widths}), {threads} threads"
     except Exception as exc:
         n = 2048
         a, b = torch.randn(n, n), torch.randn(n, n)
@@ -239,7 +268,7 @@ def fma_peak(threads: int) -> tuple[float, str]:
 def triad_bandwidth(threads: int, n: int) -> tuple[float, str]:
     """(GB/s of a[i] = b[i]*c[i] + d[i] on n floats, 16 bytes per element; how it was measured)."""
     try:
-        out = subprocess.run([_build(), "triad", str(threads), str(n)], check=True, capture_output=True,
+        out = subprocess.run([_build(None), "triad", str(threads), str(n)], check=True, capture_output=True,
                              text=True, timeout=300)
         return float(out.stdout), f"C triad loop, {threads} threads, buffers reused"
     except Exception as exc:

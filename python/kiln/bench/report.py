@@ -139,9 +139,40 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
 
 
-def observations(rows, contenders) -> list[str]:
-    """The seed's "Key Observations", as geometric means of the median ratios."""
+def attention_gflops(r, phase) -> float | None:
+    """Causal attention's rate: 2 B H S^2 D multiply-adds per product, halved for causal, counted as
+    2 flops each; the forward has 2 products (Q K^T, P V), the backward 5 (S, dP, dV, dK, dQ)."""
+    ms = r.get(f"{phase}_median_ms")
+    if not ms or failed(r, phase):
+        return None
+    products = 2 if phase == "fwd" else 5
+    return products * 2 * r["B"] * r["H"] * r["S"] ** 2 * r["D"] / 2 / (ms * 1e6)
+
+
+def peak_share_line(title, name, mine, level, peak, inductor) -> str | None:
+    """S >= 1024 cells: each direction's share of the level's FMA peak, and the cells faster than Inductor."""
+    big = [r for r in mine if r["S"] >= 1024 and not r.get("error")]
+    if not big or not peak:
+        return None
+    parts = []
+    for phase, what in (("fwd", "forward"), ("bwd", "backward")):
+        shares = [g / peak for g in (attention_gflops(r, phase) for r in big) if g]
+        if shares:
+            parts.append(f"{what} {100 * min(shares):.0f}-{100 * max(shares):.0f}% (geomean "
+                         f"{100 * geomean(shares):.0f}%)")
+    beats = [speedup(r, inductor.get((r["H"], r["D"], r["S"])), p) for r in big for p in ("fwd", "bwd")]
+    beats = [x for x in beats if x is not None]
+    vs = f"; faster than Inductor in {sum(x > 1 for x in beats)} of {len(beats)} cell directions" if beats else ""
+    return (f"- **{title}, {name}, S >= 1024:** {', '.join(parts)} of the {level} FMA peak ({peak:.0f} GFLOP/s)"
+            f"{vs}")
+
+
+def observations(rows, contenders, levels=None, peaks=None) -> list[str]:
+    """The seed's "Key Observations", as geometric means of the median ratios; for kiln's contenders
+    also their attention's share of their ISA level's FMA peak (levels: {name: level}, peaks:
+    {level: (GFLOP/s, how)})."""
     out = []
+    levels, peaks = levels or {}, peaks or {}
     for c in contenders:
         if not c.compiled:
             continue
@@ -156,6 +187,12 @@ def observations(rows, contenders) -> list[str]:
             bad = sum(1 for r in mine if r.get("error"))
             out.append(f"- **{title}, {c.name}:** forward **{fmt_x(fw)}**, backward **{fmt_x(bw)}** over eager "
                        f"(geometric mean of {len(mine) - bad} cells; {bad} failed)")
+            level = levels.get(c.name)
+            if level:
+                inductor = {(r["H"], r["D"], r["S"]): r for r in cells if r["contender"] == "inductor"}
+                line = peak_share_line(title, c.name, mine, level, peaks.get(level, (None,))[0], inductor)
+                if line:
+                    out.append(line)
         lm = [r for r in rows if r["suite"] == "transformer" and r["contender"] == c.name]
         for r in lm:
             base = next((b for b in rows if b["suite"] == "transformer" and b["size"] == r["size"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .contenders import Contender, default_contender_spec, parse_contenders
+from .contenders import ISA_LEVELS, Contender, default_contender_spec, parse_contenders
 
 SUITES = ("attention", "transformer", "micro")
 
@@ -54,6 +54,7 @@ class Settings:
     error_log: str | None = None
     load_start: str = "?"
     probe_start: float = 0.0  # environment.parallel_region_probe_ms() when the run began
+    fma_peaks: dict = field(default_factory=dict)  # {ISA level: (GFLOP/s, how)} of the levels kiln runs at
 
     def record(self, rows):
         """Append finished rows to OUT/partial.jsonl, so a crash in native code leaves what was measured."""
@@ -90,6 +91,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--contenders", default=None, help="comma list, e.g. eager,inductor,kiln or kiln:max-autotune")
     p.add_argument("--with-autotune", action="store_true", help="add inductor with mode=max-autotune")
     p.add_argument("--modes", action="store_true", help="add kiln's other modes (reduce-overhead, max-autotune)")
+    p.add_argument("--isa", default=None,
+                   help="comma list of ISA levels (baseline, avx2, avx512, avx512_amx): add kiln forced to each, "
+                        "beside kiln at the CPU's own level (e.g. --isa avx2 on an AVX-512 host)")
+    p.add_argument("--emulate", default=None, choices=("baseline", "avx2", "avx512"),
+                   help="run every contender as on a CPU of that level: ATen's, oneDNN's and MKL's kernel "
+                        "dispatch, Inductor's vector width and kiln's level (KILN_ISA); the run re-executes "
+                        "itself with those settings")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for every contender")
     p.add_argument("--matmul-precision", choices=("highest", "high", "medium"), default="highest",
                    help="torch.set_float32_matmul_precision for every contender (default highest)")
@@ -116,8 +124,12 @@ def from_args(argv) -> Settings:
     a = parser().parse_args(argv)
     preset = a.preset or "quick"
     threads = a.threads or torch.get_num_threads()
+    isas = [x.strip() for x in (a.isa or "").split(",") if x.strip()]
+    bad = [x for x in isas if x not in ISA_LEVELS]
+    if bad:
+        raise SystemExit(f"--isa: unknown level(s) {bad}; choose from {ISA_LEVELS}")
     contenders = parse_contenders(a.contenders or default_contender_spec(),
-                                  with_autotune=a.with_autotune, modes=a.modes)
+                                  with_autotune=a.with_autotune, modes=a.modes, isas=isas)
     s = Settings(preset=preset, suites=["attention", "transformer"], contenders=contenders,
                  threads=threads, out=a.out, matmul_precision=a.matmul_precision, cache=a.cache,
                  plots=not a.no_plots, progress=not a.no_progress)
