@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 
 #include "kiln/runtime/kiln_prelude.h"
 #include "kiln/runtime/kiln_runtime.h"
@@ -203,6 +205,43 @@ void unpack_output_transposed(T* dst, int64_t rs, int64_t cs, const T* src, cons
     for (int64_t c = 0; c < dv; ++c) dst[r * rs + c * cs] = src[c * BR + r] * inv[r];
 }
 
+// ---- the forward's softmax passes ---------------------------------------------------------------
+// Rows [j, je) of a score block with BR columns, its vectors h0 + FIRST .. h0 + HG - 1 (the vectors of
+// one group from the first one a staircase chunk meets): the running max, then p = exp(s - base)
+// written back and summed. FIRST and HG are constants, so every running value stays in a register.
+template <int HG, typename F>
+void by_first(int first, F&& f) {  // f(std::integral_constant<int, first>)
+  [&]<int... I>(std::integer_sequence<int, I...>) {
+    ((first == I ? (f(std::integral_constant<int, I>{}), 0) : 0), ...);
+  }(std::make_integer_sequence<int, HG>{});
+}
+
+template <int FIRST, int HG, typename T, typename V>
+inline void max_rows(const T* st, int64_t j, int64_t je, int h0, V (&mx)[HG]) {
+  using X = Vec<T>;
+  for (; j < je; ++j)
+#pragma GCC unroll 8
+    for (int u = FIRST; u < HG; ++u) mx[u] = X::max(X::loadu(st + j * BR + (h0 + u) * X::L), mx[u]);
+}
+
+template <int FIRST, int HG, typename T, typename V>
+inline void exp_rows(T* st, int64_t j, int64_t je, int h0, const V (&base)[HG], V (&sum)[HG]) {
+  using X = Vec<T>;
+  for (; j < je; ++j)
+#pragma GCC unroll 8
+    for (int u = FIRST; u < HG; ++u) {
+      T* at = st + j * BR + (h0 + u) * X::L;
+      const V p = softmax_exp(X::loadu(at) - base[u]);
+      X::storeu(at, p);
+      sum[u] += p;
+    }
+}
+
+template <typename V, typename M>
+inline V select_lanes(M c, V a, V b) {
+  return c ? a : b;
+}
+
 // ---- forward --------------------------------------------------------------------------------------
 // Each task is one block of BR query rows, worked in transposed form: the score block is Sᵀ = K Qᵀ
 // (key rows by query columns) and the output accumulates as Oᵀ = Vᵀ Pᵀ. With query rows in vector
@@ -276,39 +315,29 @@ struct Forward {
                   st + g * L * (BR + 1), BR, false);
     const V ninf = X::set1(-infinity<T>());
     const V lane = X::lane_indices();
+    // On the diagonal, the queries of vector g before key j of chunk g are masked (-inf) first.
+    if (diag)
+      for (int64_t g = 0; g < nchunk; ++g)
+        for (int64_t j = g * L, je = j + keys(g); j < je; ++j)
+          st_(st, j, static_cast<int>(g), select_lanes(lane < T(j - g * L), ninf, ld(st, j, static_cast<int>(g))));
     for (int h0 = 0; h0 < NCH; h0 += HG) {
-      // Chunks that meet this group (the diagonal's chunk g meets vectors g and up).
+      // Chunks that meet this group (the diagonal's chunk g meets vectors g and up); chunk g starts
+      // at the group's vector lo(g).
       const int64_t gend = diag ? std::min<int64_t>(nchunk, h0 + HG) : 1;
-      // The running max per query lane, down the key rows. On the diagonal, the queries of vector g
-      // before key j are masked (-inf) as row j is read.
-      V mx[HG];
+      auto lo = [&](int64_t g) { return diag ? std::max(0, static_cast<int>(g) - h0) : 0; };
+      // The running max per query lane, down the key rows.
+      V mx[HG], base[HG], alpha[HG], sum[HG];
       for (int u = 0; u < HG; ++u) mx[u] = ld(w.m, 0, h0 + u);
-      for (int64_t g = 0; g < gend; ++g) {
-        const int lo = diag ? std::max(0, static_cast<int>(g) - h0) : 0;
-        for (int64_t j = g * L, je = j + keys(g); j < je; ++j) {
-          if (diag && g >= h0) {
-            const V x = ld(st, j, static_cast<int>(g));
-            st_(st, j, static_cast<int>(g), lane < T(j - g * L) ? ninf : x);
-          }
-          for (int u = lo; u < HG; ++u) mx[u] = X::max(ld(st, j, h0 + u), mx[u]);
-        }
-      }
-      V base[HG], alpha[HG], sum[HG];
+      for (int64_t g = 0; g < gend; ++g)
+        by_first<HG>(lo(g), [&](auto first) { max_rows<first()>(st, g * L, g * L + keys(g), h0, mx); });
       for (int u = 0; u < HG; ++u) {
         base[u] = mx[u] == ninf ? X::zero() : mx[u];  // nothing visible yet: the row stays all zero
         alpha[u] = softmax_exp(ld(w.m, 0, h0 + u) - base[u]);
         st_(w.m, 0, h0 + u, mx[u]);
         sum[u] = X::zero();
       }
-      for (int64_t g = 0; g < gend; ++g) {
-        const int lo = diag ? std::max(0, static_cast<int>(g) - h0) : 0;
-        for (int64_t j = g * L, je = j + keys(g); j < je; ++j)
-          for (int u = lo; u < HG; ++u) {
-            const V p = softmax_exp(ld(st, j, h0 + u) - base[u]);
-            st_(st, j, h0 + u, p);
-            sum[u] += p;
-          }
-      }
+      for (int64_t g = 0; g < gend; ++g)
+        by_first<HG>(lo(g), [&](auto first) { exp_rows<first()>(st, g * L, g * L + keys(g), h0, base, sum); });
       for (int u = 0; u < HG; ++u) st_(w.l, 0, h0 + u, ld(w.l, 0, h0 + u) * alpha[u] + sum[u]);
       for (int64_t c = 0; c < sh.dv; ++c)
         for (int u = 0; u < HG; ++u) st_(w.ot, c, h0 + u, ld(w.ot, c, h0 + u) * alpha[u]);

@@ -90,11 +90,13 @@ struct MicroKernel {
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[v][i] = X::zero();
-    // The C tile is touched only after the kc loop: start pulling it in now.
-    for (int i = 0; i < mr; ++i) {
-      __builtin_prefetch(c + i * rs, 1, 3);
-      __builtin_prefetch(c + i * rs + nr - 1, 1, 3);
-    }
+    // The C tile is touched only after the kc loop: start pulling it in now, where that loop is long
+    // enough to hide the wait (short ones, the fused attention's, find their C in L1).
+    if (kc >= 64)
+      for (int i = 0; i < mr; ++i) {
+        __builtin_prefetch(c + i * rs, 1, 3);
+        __builtin_prefetch(c + i * rs + nr - 1, 1, 3);
+      }
     // Steps of one cache line of a row-panel A sliver. On the sliver's first use (a_first), each block
     // prefetches the rows 4 lines ahead; later uses find it in L1, where prefetches only cost loads.
     constexpr int64_t kStep = 64 / sizeof(T);
@@ -116,7 +118,19 @@ struct MicroKernel {
         b += ldb;
       }
     }
+    // C = alpha * acc + beta * C; alpha == 1 (every call but a scaled GEMM's) skips the multiply.
+    if (alpha == T(1))
+      store<false>(acc, c, rs, mr, nr, alpha, beta);
+    else
+      store<true>(acc, c, rs, mr, nr, alpha, beta);
+  }
+
+ private:
+  template <bool SCALE>
+  __attribute__((always_inline)) static void store(const V (&acc)[NV][MR], T* c, int64_t rs, int mr, int nr,
+                                                   const T& alpha, const T& beta) {
     const V va = X::set1(alpha), vb = X::set1(beta);
+    auto scaled = [&](V x) { return SCALE ? x * va : x; };
     if (nr == NR) {
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
@@ -124,7 +138,7 @@ struct MicroKernel {
         T* ci = c + i * rs;
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v)
-          X::storeu(ci + v * L, beta == T(0) ? acc[v][i] * va : X::fma(vb, X::loadu(ci + v * L), acc[v][i] * va));
+          X::storeu(ci + v * L, beta == T(0) ? scaled(acc[v][i]) : X::fma(vb, X::loadu(ci + v * L), scaled(acc[v][i])));
       }
       return;
     }
@@ -136,7 +150,7 @@ struct MicroKernel {
       for (int v = 0; v < NV; ++v) {
         const int n = nr - v * L;
         if (n <= 0) break;
-        const V r = beta == T(0) ? acc[v][i] * va : X::fma(vb, X::load_first(ci + v * L, n), acc[v][i] * va);
+        const V r = beta == T(0) ? scaled(acc[v][i]) : X::fma(vb, X::load_first(ci + v * L, n), scaled(acc[v][i]));
         X::store_first(ci + v * L, n, r);
       }
     }
