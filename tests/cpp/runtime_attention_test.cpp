@@ -198,3 +198,38 @@ TEST(RuntimeAttention, NaNQueryOnTheCausalDiagonalPoisonsOnlyItsRow) {
   // Key j is seen by query `bad` iff j <= bad: exactly those keys' gradients carry the NaN.
   for (int64_t j = 0; j < s; ++j) EXPECT_EQ(std::isnan(dv[j * d]), j <= bad) << "dv row " << j;
 }
+
+TEST(RuntimeAttention, ReferenceFollowsScoresThatGrowAcrossBlocks) {
+  // The forward takes probabilities against a reference that moves only when a block's max exceeds
+  // it by more than a slack: scores rising by 0.05 to 1.5 per key (3 to 96 per 64-key block) move it
+  // every block, every few blocks, or inside the slack for many; out and lse must match float64.
+  constexpr int64_t sq = 20, sk = 600, d = 2;
+  for (double step : {0.05, 0.3, 1.5}) {
+    int64_t shape[6] = {1, 1, sq, sk, d, d};
+    std::vector<float> q(sq * d), k(sk * d), v(sk * d), out(sq * d), lse(sq);
+    for (int64_t i = 0; i < sq; ++i) q[i * d] = 1.0f + 0.01f * i, q[i * d + 1] = 0.5f;
+    for (int64_t j = 0; j < sk; ++j) {
+      k[j * d] = float(step * j), k[j * d + 1] = float(std::sin(0.7 * j));
+      v[j * d] = float(std::cos(0.3 * j)), v[j * d + 1] = float(j % 7);
+    }
+    std::vector<int64_t> qst = {sq * d, sq * d, d, 1}, kst = {sk * d, sk * d, d, 1}, lst = {sq, sq, 1};
+    kiln_attention_fwd_f32(shape, 0, 1.0f, q.data(), qst.data(), k.data(), kst.data(), v.data(), kst.data(),
+                           out.data(), qst.data(), lse.data(), lst.data());
+    for (int64_t i = 0; i < sq; ++i) {
+      std::vector<double> s(sk);
+      double m = -INFINITY, l = 0, o[d] = {0, 0};
+      for (int64_t j = 0; j < sk; ++j) {
+        s[j] = double(q[i * d]) * k[j * d] + double(q[i * d + 1]) * k[j * d + 1];
+        m = std::max(m, s[j]);
+      }
+      for (int64_t j = 0; j < sk; ++j) {
+        const double p = std::exp(s[j] - m);
+        l += p;
+        for (int64_t c = 0; c < d; ++c) o[c] += p * v[j * d + c];
+      }
+      for (int64_t c = 0; c < d; ++c)
+        EXPECT_NEAR(out[i * d + c], o[c] / l, 2e-5 * (1 + std::abs(o[c] / l))) << "step " << step << " row " << i;
+      EXPECT_NEAR(lse[i], m + std::log(l), 2e-5 * (1 + std::abs(m))) << "step " << step << " row " << i;
+    }
+  }
+}

@@ -242,6 +242,16 @@ inline V select_lanes(M c, V a, V b) {
   return c ? a : b;
 }
 
+template <typename M>
+inline bool any_lane(M c) {  // c: a lane mask from a vector comparison
+  bool any = false;
+  for (size_t i = 0; i < sizeof(M) / sizeof(c[0]); ++i) any = any || c[i] != 0;
+  return any;
+}
+
+// How far above the reference a block's max may be before the reference moves (see Forward::step).
+constexpr double kSlack = 8.0;
+
 // ---- forward --------------------------------------------------------------------------------------
 // Each task is one block of BR query rows, worked in transposed form: the score block is Sᵀ = K Qᵀ
 // (key rows by query columns) and the output accumulates as Oᵀ = Vᵀ Pᵀ. With query rows in vector
@@ -330,17 +340,25 @@ struct Forward {
       for (int u = 0; u < HG; ++u) mx[u] = ld(w.m, 0, h0 + u);
       for (int64_t g = 0; g < gend; ++g)
         by_first<HG>(lo(g), [&](auto first) { max_rows<first()>(st, g * L, g * L + keys(g), h0, mx); });
+      // The reference the probabilities are taken against (w.m) moves to the new max only where that
+      // is more than kSlack above it: p = exp(s - reference) stays below e^kSlack, and the sums and
+      // Oᵀ, which share the reference, need no rescaling, so most blocks skip that pass.
+      bool moved = false;
       for (int u = 0; u < HG; ++u) {
-        base[u] = mx[u] == ninf ? X::zero() : mx[u];  // nothing visible yet: the row stays all zero
-        alpha[u] = softmax_exp(ld(w.m, 0, h0 + u) - base[u]);
-        st_(w.m, 0, h0 + u, mx[u]);
+        const V old = ld(w.m, 0, h0 + u);
+        const V ref = select_lanes(mx[u] > old + kSlack, mx[u], old);
+        base[u] = select_lanes(ref == ninf, X::zero(), ref);  // nothing visible yet: the row stays all zero
+        alpha[u] = select_lanes(ref == old, X::set1(T(1)), softmax_exp(old - base[u]));
+        moved = moved || any_lane(ref != old);
+        st_(w.m, 0, h0 + u, ref);
         sum[u] = X::zero();
       }
       for (int64_t g = 0; g < gend; ++g)
         by_first<HG>(lo(g), [&](auto first) { exp_rows<first()>(st, g * L, g * L + keys(g), h0, base, sum); });
       for (int u = 0; u < HG; ++u) st_(w.l, 0, h0 + u, ld(w.l, 0, h0 + u) * alpha[u] + sum[u]);
-      for (int64_t c = 0; c < sh.dv; ++c)
-        for (int u = 0; u < HG; ++u) st_(w.ot, c, h0 + u, ld(w.ot, c, h0 + u) * alpha[u]);
+      if (moved)
+        for (int64_t c = 0; c < sh.dv; ++c)
+          for (int u = 0; u < HG; ++u) st_(w.ot, c, h0 + u, ld(w.ot, c, h0 + u) * alpha[u]);
     }
     for (int64_t g = 0; g < nchunk; ++g)  // O^T += V^T P^T
       products<T>(sh.dv, BR - g * L, keys(g), vx.p + g * L * vx.rs, vx.cs, vx.rs, st + g * L * (BR + 1), BR,
