@@ -163,3 +163,20 @@ def test_tiny_transformer_rows_timed_side_by_side(tmp_path):
         assert ("fwd_median_ms" in r) == (r["version"] != "model+step")
         assert ("compile_s" in r) == (r["contender"] == "kiln")
     assert "timed side by side" in (out / "results.md").read_text()
+
+
+def test_isa_contenders_compile_kiln_at_their_level():
+    """--isa adds kiln forced to each level beside kiln at the CPU's own, and 'kiln:avx2' is a level
+    (options={"isa": ...}), not a mode."""
+    from kiln.bench.contenders import parse_contenders
+
+    cs = parse_contenders("eager,inductor,kiln,kiln:max-autotune", with_autotune=False, modes=False,
+                          isas=["avx2", "baseline"])
+    assert [c.name for c in cs] == ["eager", "inductor", "kiln", "kiln:avx2", "kiln:baseline", "kiln:max-autotune"]
+    by = {c.name: c for c in cs}
+    assert by["kiln:avx2"].isa == "avx2" and by["kiln:avx2"].mode is None
+    assert by["kiln:max-autotune"].isa is None and by["kiln:max-autotune"].mode == "max-autotune"
+    with pytest.raises(SystemExit, match="unknown level"):
+        from kiln.bench.settings import from_args
+
+        from_args(["--isa", "avx9"])

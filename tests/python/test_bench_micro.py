@@ -4,10 +4,11 @@ of `null` and of `no work`."""
 import pytest
 import torch
 
+import kiln
 from kiln.bench import micro, micro_report, peak
 from kiln.bench.progress import Progress
 from kiln.bench.settings import from_args
-from conftest import StatsWatch, assert_kiln_ran
+from conftest import StatsWatch, assert_kiln_ran, runnable_isas
 
 
 def _settings(tmp_path):
@@ -15,14 +16,25 @@ def _settings(tmp_path):
                       "--min-iters", "3", "--min-seconds", "0"])
 
 
-def test_fma_step_runs_on_the_openmp_pool_and_reports_its_flops():
+@pytest.mark.parametrize("isa", [None] + runnable_isas())
+def test_fma_step_runs_on_the_openmp_pool_and_reports_its_flops(isa):
     torch.mm(torch.randn(8, 8), torch.randn(8, 8))  # PyTorch's OpenMP pool is loaded
-    step = peak.fma_step(torch.get_num_threads(), 1e8)
+    step = peak.fma_step(torch.get_num_threads(), 1e8, isa)
     if step is None:
         pytest.skip("no OpenMP pool or no C compiler")
     run, flops = step
-    assert flops >= 1e8 * 0.99 and flops % 384 == 0
+    width = peak.ISA_FLAGS[isa or kiln.target()["isa"]][1]  # floats per vector of the level
+    assert flops >= 1e8 * 0.99 and flops % (24 * width) == 0  # 12 independent multiply-adds per step
     run()  # must return, on every thread of the pool
+
+
+def test_fma_peak_of_each_level_is_measured_for_that_level():
+    levels = runnable_isas()
+    peaks = {level: peak.fma_peak(1, level) for level in levels}
+    for level, (gflops, how) in peaks.items():
+        assert gflops > 0 and how.startswith(f"{level}:"), (level, how)
+    if "baseline" in peaks and "avx2" in peaks:  # 4-wide without FMA against 8-wide FMAs
+        assert peaks["avx2"][0] > 1.5 * peaks["baseline"][0]
 
 
 def test_gemm_rows_carry_the_fma_loop_of_the_same_rounds(tmp_path, monkeypatch):
@@ -37,6 +49,20 @@ def test_gemm_rows_carry_the_fma_loop_of_the_same_rounds(tmp_path, monkeypatch):
         assert r["fma_same_rounds_gflops"] is None or r["fma_same_rounds_gflops"] > 0
     text = "\n".join(micro_report.sections(rows, settings.contenders))
     assert "| tiny | 48 x 40 x 64 |" in text
+
+
+def test_gemm_rows_of_a_forced_level_are_measured_against_that_levels_peak(tmp_path, monkeypatch):
+    levels = [x for x in runnable_isas() if x != kiln.target()["isa"]]
+    if not levels:
+        pytest.skip("this CPU runs one ISA level only")
+    monkeypatch.setattr(micro, "GEMM_SHAPES", [("tiny", 48, 40, 64)])
+    settings = from_args(["--only", "micro", "--contenders", "eager,kiln", "--isa", levels[0], "--out",
+                          str(tmp_path), "--no-progress", "--min-iters", "3", "--min-seconds", "0"])
+    rows = micro.gemm(settings, Progress(10, enabled=False))
+    by = {r["contender"]: r for r in rows}
+    assert set(by) == {"eager", "kiln", f"kiln:{levels[0]}"}
+    assert by[f"kiln:{levels[0]}"]["isa"] == levels[0] and by["kiln"]["isa"] == kiln.target()["isa"]
+    assert all(not r["error"] and r["gflops"] > 0 for r in rows)
 
 
 def test_overhead_rows_are_net_of_null_and_of_no_work(tmp_path, monkeypatch):

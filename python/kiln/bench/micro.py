@@ -73,17 +73,28 @@ def _time(settings, fn, *args):
                        min_seconds=min(settings.min_seconds, 1.0))
 
 
+def contender_levels(settings) -> dict:
+    """{contender name: the ISA level whose FMA peak its GEMM rows are measured against}: a kiln
+    contender's own level, every other contender's the CPU's (as kiln's default level sees it)."""
+    from .cli import kiln_levels  # noqa: PLC0415
+
+    levels = kiln_levels(settings)
+    own = levels.get("kiln") or (next(iter(levels.values())) if levels else None)
+    return {c.name: levels.get(c.name, own) for c in settings.contenders}
+
+
 def gemm(settings, progress) -> list[dict]:
     """Each shape: every contender compiled and run once, then all timed side by side
     (measure_interleaved), so host drift between contenders does not decide the ratio."""
     rows = []
+    levels = contender_levels(settings)
     for label, M, K, N in GEMM_SHAPES:
         gen = torch.Generator().manual_seed(0)
         a, b = torch.randn(M, K, generator=gen), torch.randn(K, N, generator=gen)
         ready = []
         for c in settings.contenders:
             row = {"suite": "micro", "bench": "gemm", "shape": label, "M": M, "K": K, "N": N,
-                   "contender": c.name, "error": ""}
+                   "contender": c.name, "isa": levels.get(c.name), "error": ""}
             with progress.task(f"gemm {label} {c.name}"):
                 try:
                     fn = _compiled(c, lambda x, y: torch.mm(x, y))
@@ -96,20 +107,24 @@ def gemm(settings, progress) -> list[dict]:
             rows.append(row)
         if ready:
             steps = [lambda fn=fn: fn(a, b) for _, fn in ready]
-            # The FMA peak loop takes turns with the contenders, on the same pool and the same number
-            # of flops: the peak at the same moments, for a shared host whose speed drifts.
-            fma = peak.fma_step(settings.threads, 2 * M * K * N)
-            if fma is not None:
-                steps.append(fma[0])
+            # The FMA peak loop of each ISA level in use takes turns with the contenders, on the same
+            # pool and the same number of flops: the peak at the same moments, for a shared host whose
+            # speed drifts.
+            fma = {}
+            for level in sorted({row["isa"] for row, _ in ready if row["isa"]}):
+                step = peak.fma_step(settings.threads, 2 * M * K * N, level)
+                if step is not None:
+                    fma[level] = (len(steps), step[1])
+                    steps.append(step[0])
             with torch.no_grad():
                 # The contenders' code was traced after a Dynamo reset each: their warm-up calls
                 # trace it again (from the compilers' caches), untimed.
                 stats = measure_interleaved(steps, warmup=settings.warmup, min_iters=settings.min_iters,
                                             min_seconds=min(settings.min_seconds, 1.0))
-            same_rounds = fma[1] / stats[-1].median_ms / 1e6 if fma is not None else None
+            same_rounds = {level: flops / stats[i].median_ms / 1e6 for level, (i, flops) in fma.items()}
             for (row, _), st in zip(ready, stats):
                 row.update(median_ms=st.median_ms, gflops=2 * M * K * N / st.median_ms / 1e6,
-                           fma_same_rounds_gflops=same_rounds)
+                           fma_same_rounds_gflops=same_rounds.get(row["isa"]))
     return rows
 
 
@@ -238,11 +253,17 @@ def overhead(settings, progress) -> list[dict]:
 
 
 def limits(settings, progress) -> list[dict]:
+    """The FMA peak of every ISA level a contender runs at (measured at the start of the run, see
+    cli._fma_peaks) and the triad bandwidth."""
     with progress.task("peak FMA and triad"):
-        gflops, how_f = peak.fma_peak(settings.threads)
+        peaks = dict(settings.fma_peaks)
+        for level in sorted({v for v in contender_levels(settings).values() if v} - set(peaks)):
+            peaks[level] = peak.fma_peak(settings.threads, level)
         gbps, how_t = peak.triad_bandwidth(settings.threads, POINTWISE_N)
-    return [{"suite": "micro", "bench": "peak", "kind": "fma", "value": gflops, "unit": "GFLOP/s", "method": how_f},
-            {"suite": "micro", "bench": "peak", "kind": "triad", "value": gbps, "unit": "GB/s", "method": how_t}]
+    rows = [{"suite": "micro", "bench": "peak", "kind": "fma", "isa": level, "value": g, "unit": "GFLOP/s",
+             "method": how} for level, (g, how) in peaks.items()]
+    return rows + [{"suite": "micro", "bench": "peak", "kind": "triad", "value": gbps, "unit": "GB/s",
+                    "method": how_t}]
 
 
 def run(settings, progress) -> list[dict]:

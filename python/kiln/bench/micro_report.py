@@ -13,13 +13,15 @@ def _num(v, fmt="{:.1f}"):
 
 def sections(rows, contenders) -> list[str]:
     out = []
-    peaks = {r["kind"]: r for r in _get(rows, bench="peak")}
-    fma, triad = peaks.get("fma"), peaks.get("triad")
-    if peaks:
+    limits = _get(rows, bench="peak")
+    fma = {r.get("isa"): r["value"] for r in limits if r["kind"] == "fma"}  # per ISA level
+    triad = next((r for r in limits if r["kind"] == "triad"), None)
+    if limits:
         out += ["### Machine limits", ""]
-        for r in peaks.values():
-            out.append(f"- **{'FMA peak' if r['kind'] == 'fma' else 'triad bandwidth'}:** "
-                       f"{r['value']:.1f} {r['unit']} ({r['method']})")
+        for r in limits:
+            what = f"FMA peak, {r['isa']}" if r["kind"] == "fma" and r.get("isa") else (
+                "FMA peak" if r["kind"] == "fma" else "triad bandwidth")
+            out.append(f"- **{what}:** {r['value']:.1f} {r['unit']} ({r['method']})")
         out.append("")
     out += _gemm(rows, contenders, fma)
     out += _bandwidth(rows, "pointwise", "Pointwise `a * b + c`, 64M float32", triad)
@@ -41,7 +43,6 @@ def _gemm(rows, contenders, fma) -> list[str]:
     header = ["shape", "M x K x N"] + [f"{n} GFLOP/s" for n in names]
     header += [f"{n} vs torch.mm" for n in names if n != "eager"]
     body = []
-    peak = fma["value"] if fma else None
     for s in shapes:
         by = {r["contender"]: r for r in gemm if r["shape"] == s}
         any_row = next(iter(by.values()))
@@ -51,6 +52,7 @@ def _gemm(rows, contenders, fma) -> list[str]:
             if r.get("error"):
                 line.append(f"{n}: {r['error']}")
             elif r.get("gflops") is not None:
+                peak = (fma or {}).get(r.get("isa"))
                 shares = [f"{100 * r['gflops'] / p:.0f}%" for p in (peak, r.get("fma_same_rounds_gflops")) if p]
                 line.append(f"{r['gflops']:.1f} ({' / '.join(shares)})" if shares else f"{r['gflops']:.1f}")
             else:
@@ -61,8 +63,9 @@ def _gemm(rows, contenders, fma) -> list[str]:
                 g = by.get(n, {}).get("gflops")
                 line.append(f"{g / base:.2f}x" if g and base else DASH)
         body.append(line)
-    note = ("eager is `torch.mm`; (a% / b%): the share of the FMA peak measured at the start of the run, "
-            "and of the FMA peak loop timed in the same rounds as the contenders (same pool, same flops "
+    note = ("eager is `torch.mm`; (a% / b%): the share of the FMA peak of the contender's ISA level (kiln "
+            "forced to a level: that level's; every other contender: the CPU's) measured at the start of the run, "
+            "and of that level's FMA peak loop timed in the same rounds as the contenders (same pool, same flops "
             "per call; it shows the machine's speed at those moments on a shared host)")
     return ["### GEMM", "", note, "", table(header, body), ""]
 
