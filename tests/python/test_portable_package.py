@@ -140,3 +140,25 @@ def test_wheel_installs_in_a_fresh_venv_and_runs_every_level(tmp_path):
         out = _seed_model_at(None, level, python=python, env={"KILN_CACHE_DIR": str(tmp_path / "cache")})
         assert out["target"] == level and set(out["graphs_by_isa"]) == {level}, out
         assert out["err"] < 1e-4, out
+
+
+def test_a_cpu_without_the_asked_level_falls_back_to_its_own(run_python):
+    """KILN_CPU_CAP makes this machine behave as a CPU whose best level is lower: a KILN_ISA above it
+    is refused with one warning and the CPU's level is used; options={"isa": ...} above it is an error."""
+    levels = runnable_isas()
+    if len(levels) < 2:
+        pytest.skip("this CPU runs one ISA level only")
+    low, high = levels[0], levels[-1]
+    env = {"KILN_CPU_CAP": low, "KILN_ISA": high}
+    p = run_python(SEED_PROGRAM, env=env)
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["target"] == low and set(out["graphs_by_isa"]) == {low} and out["err"] < 1e-4, out
+    assert f"KILN_ISA={high}" in p.stderr and f"at most {low}" in p.stderr
+    p = run_python(f"""
+        import torch, kiln
+        try:
+            kiln.target("{high}")
+        except Exception as e:
+            print("refused:", e)
+        """, env={"KILN_CPU_CAP": low})
+    assert "refused:" in p.stdout and "cannot run on this CPU" in p.stdout

@@ -79,13 +79,22 @@ void describe(int isa, int detected, kiln_target& t) {
   t.vector_registers = isa >= KILN_ISA_AVX512 ? 32 : 16;
 }
 
+// KILN_CPU_CAP (for tests): behave as a CPU whose best level is at most this one, so the paths for
+// levels a CPU cannot run can be exercised on a machine that runs them all.
+int capped(int detected) {
+  const char* env = std::getenv("KILN_CPU_CAP");
+  const int cap = env && *env ? kiln_isa_from_name(env) : -1;
+  return cap >= 0 && cap < detected ? cap : detected;
+}
+
 kiln_target detect() {
   kiln_target t{};
-  const int detected = detect_isa();
-  if (detected < 0) {
+  const int found = detect_isa();
+  if (found < 0) {
     std::fputs("kiln runtime: this CPU lacks x86-64-v2 (SSE4.2, POPCNT), the least kiln's kernels need\n", stderr);
     std::abort();
   }
+  const int detected = capped(found);
   int isa = detected;
   if (const char* env = std::getenv("KILN_ISA"); env && *env && std::strcmp(env, "native") != 0) {
     const int asked = kiln_isa_from_name(env);
