@@ -9,6 +9,7 @@ import lit.formats
 config.name = "kiln"
 config.test_format = lit.formats.ShTest(execute_external=False)  # lit's own shell: `not`, pipes, pipefail
 config.suffixes = [".kir"]
+config.excludes = ["Inputs"]  # inputs of other tests, not tests
 config.test_source_root = os.path.dirname(os.path.abspath(__file__))
 repo_root = os.path.dirname(os.path.dirname(config.test_source_root))
 # Keep lit's Output/ scratch files out of the source tree (build/ is ignored by git).

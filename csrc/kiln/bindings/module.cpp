@@ -12,7 +12,7 @@
 #include "kiln/importer/aten_importer.h"
 #include "kiln/jit/disk_cache.h"
 #include "kiln/jit/jit.h"
-#include "kiln/loops/fusion.h"
+#include "kiln/driver/lower.h"
 #include "kiln/passes/pipeline.h"
 #include "kiln/runtime/kiln_runtime.h"
 #include "kiln/support/error.h"
@@ -118,7 +118,7 @@ NB_MODULE(_C, m) {
            })
       .def("add_output", [](AtenImporter& b, ValueRef v, nb::handle strides) { b.add_output(v.id, to_syms(strides)); })
       .def("text", [](const AtenImporter& b) { return print_graph(b.graph()); })
-      .def("kernels", [](const AtenImporter& b) { return describe_kernels(run_graph_pipeline(b.graph(), PipelineOptions{})); });
+      .def("kernels", [](const AtenImporter& b) { return describe_kernels(b.graph()); });
 
   m.def("supports", &AtenImporter::supports);
   m.def("supported_targets", &AtenImporter::supported_targets);

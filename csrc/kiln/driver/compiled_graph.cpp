@@ -8,10 +8,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "kiln/codegen/cpp_codegen.h"
+#include "kiln/driver/lower.h"
 #include "kiln/loops/kernel_plan.h"
-#include "kiln/loops/realize.h"
-#include "kiln/passes/pipeline.h"
 #include "kiln/runtime/kiln_runtime.h"
 #include "kiln/support/error.h"
 #include "kiln/support/hash.h"
@@ -115,26 +113,24 @@ std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, con
 
   std::optional<jit::BuildResult> built = jit::try_load(req);
   if (!built) {
-    auto tp = std::chrono::steady_clock::now();
-    PipelineOptions po;
-    po.verify_each = opt.verify;
-    int step = 1;
+    LowerOptions lo;
+    lo.target = opt.target;
+    lo.alias_ok = opt.alias_ok;
+    lo.in_place_candidates = opt.in_place_candidates;
+    lo.verify = opt.verify;
     if (!opt.debug_dir.empty())
-      po.dump = [&](const std::string& pass, const Graph& g) {
+      lo.dump = [&](int step, const std::string& name, const std::string& ext, const std::string& text) {
         char buf[16];
-        std::snprintf(buf, sizeof buf, "%02d-", step++);
-        write_file(opt.debug_dir, buf + pass + ".kir", print_graph(g));
+        std::snprintf(buf, sizeof buf, "%02d-", step);
+        write_file(opt.debug_dir, buf + name + "." + ext, text);
       };
-    Graph optimized = run_graph_pipeline(cg->graph_, po);
-    std::vector<bool> alias_ok = opt.alias_ok;
-    alias_ok.resize(optimized.outputs().size(), false);
-    KernelPlan plan = plan_kernels(optimized, alias_ok, opt.target);
-    plan_in_place(optimized, opt.in_place_candidates, plan);
-    cg->times_.passes = seconds_since(tp);
-    auto tc = std::chrono::steady_clock::now();
-    std::string source = generate_cpp(optimized, plan, opt.target);
+    const Lowered lowered = lower(cg->graph_, lo);
+    const Graph& optimized = lowered.graph;
+    const KernelPlan& plan = lowered.plan;
+    cg->times_.passes = lowered.passes_seconds;
+    cg->times_.codegen = lowered.emit_seconds;
+    std::string source = lowered.cpp;
     source += "\nextern \"C\" const char* kiln_metadata() { return " + c_string_literal(metadata_text(optimized, plan)) + "; }\n";
-    cg->times_.codegen = seconds_since(tc);
     if (!opt.debug_dir.empty()) {
       write_file(opt.debug_dir, "90-kernels.txt", describe_plan(optimized, plan));
       write_file(opt.debug_dir, "91-generated.cpp", source);

@@ -4,8 +4,6 @@
 // computes its max, its sum and its outputs while the row is hot in cache. A stage may join the
 // current kernel when its outer sizes match and every value it reads from an earlier member is
 // read at the same outer index (so that row is complete when it is read).
-#include "kiln/loops/fusion.h"
-
 #include <algorithm>
 
 #include "kiln/loops/extern_parts.h"
@@ -301,18 +299,6 @@ void group_into_kernels(const Graph& g, KernelPlan& plan) {
   close();
 }
 
-KernelPlan plan_kernels(const Graph& g, const std::vector<bool>& alias_ok, const Target& target) {
-  KernelPlan plan;
-  decide_realization(g, alias_ok, plan);
-  group_into_kernels(g, plan);
-  if (plan_extern_parts(g, plan)) group_into_kernels(g, plan);
-  plan_gemm_groups(g, plan);
-  plan_gemm_epilogues(g, plan);
-  plan_memory(g, plan);
-  plan_column_kernels(g, plan, target);
-  return plan;
-}
-
 std::string describe_plan(const Graph& g, const KernelPlan& plan) {
   std::string s;
   size_t nk = 0, ne = 0;
@@ -353,11 +339,6 @@ std::string describe_plan(const Graph& g, const KernelPlan& plan) {
   for (size_t j = 0; j < plan.output_alias.size(); ++j)
     if (plan.output_alias[j]) s += str_cat("alias out", j, " = view of %", plan.output_alias[j]->base, "\n");
   return str_cat("kernels: ", nk, " externs: ", ne, "\n", s);
-}
-
-std::string describe_kernels(const Graph& g) {
-  std::vector<bool> alias_ok(g.outputs().size(), true);
-  return describe_plan(g, plan_kernels(g, alias_ok));
 }
 
 }  // namespace kiln

@@ -97,11 +97,6 @@ bool same_layout(const std::vector<SymExpr>& sizes, const std::vector<SymExpr>& 
 std::optional<AffineLayout> affine_layout(const Graph& g, const std::vector<bool>& realized,
                                           const std::vector<Storage>& storage, ValueId v);
 
-// Decides realization, groups stages into kernels and plans memory. `alias_ok[i]` says whether
-// output i may be returned as a view of an input (it came from a view op in the source graph).
-// `target` sets the vector lanes of column kernels.
-KernelPlan plan_kernels(const Graph& g, const std::vector<bool>& alias_ok, const Target& target = Target::host());
-
 // Kernel counts and membership, one line per kernel: for golden tests and logs.
 std::string describe_plan(const Graph& g, const KernelPlan& plan);
 

@@ -4,6 +4,7 @@
 
 #include "kiln/loops/load_trace.h"
 #include "kiln/loops/realize.h"
+#include "kiln/loops/step_reads.h"
 #include "kiln/support/error.h"
 
 namespace kiln {
@@ -16,37 +17,6 @@ SymExpr align_up(const SymExpr& bytes) {
   if (bytes.is_const()) return SymExpr((bytes.const_value() + kAlign - 1) / kAlign * kAlign);
   return floordiv(bytes + SymExpr(kAlign - 1), SymExpr(kAlign)) * SymExpr(kAlign);
 }
-
-// Realized values each step reads.
-std::vector<std::set<ValueId>> step_reads(const Graph& g, const KernelPlan& plan) {
-  std::vector<std::set<ValueId>> reads(plan.steps.size());
-  for (size_t i = 0; i < plan.steps.size(); ++i) {
-    const Step& st = plan.steps[i];
-    if (st.kind == Step::Kind::Extern) {
-      for (int32_t e : st.extern_nodes())
-        for (ValueId in : g.node(e).inputs) {
-          auto lay = affine_layout(g, plan.realized, plan.storage, in);
-          KILN_CHECK(lay.has_value(), "extern operand without a layout");
-          reads[i].insert(lay->base);
-        }
-    }
-    if (st.kernel_run() < 0) continue;
-    for (const Stage& s : plan.kernels[static_cast<size_t>(st.kernel_run())].stages) {
-      std::vector<TracedLoad> loads;
-      std::vector<SymExpr> coords(s.domain.size(), SymExpr(0));
-      if (s.dest_output >= 0)
-        loads.push_back({s.value, coords, false});
-      else
-        trace_node_loads(g, plan.realized, *g.producer(s.value), coords, loads);
-      for (const auto& l : loads) reads[i].insert(l.value);
-    }
-  }
-  return reads;
-}
-
-}  // namespace
-
-namespace {
 
 // Values read only by the kernel that computes them become per-thread scratch rows.
 void localize(const Graph& g, KernelPlan& plan, const std::vector<std::set<ValueId>>& reads) {
@@ -88,26 +58,11 @@ void localize(const Graph& g, KernelPlan& plan, const std::vector<std::set<Value
 
 void plan_memory(const Graph& g, KernelPlan& plan) {
   size_t nv = g.num_values();
-  std::vector<int64_t> def(nv, -1), last(nv, -1);
   auto reads = step_reads(g, plan);
   localize(g, plan, reads);
-  for (size_t i = 0; i < plan.steps.size(); ++i) {
-    const Step& st = plan.steps[i];
-    if (st.kind == Step::Kind::Extern) {
-      for (int32_t e : st.extern_nodes()) def[static_cast<size_t>(g.node(e).result)] = static_cast<int64_t>(i);
-      auto parts = plan.part_values.find(st.node);
-      if (parts != plan.part_values.end())
-        for (ValueId v : parts->second)
-          if (v >= 0) def[static_cast<size_t>(v)] = static_cast<int64_t>(i);
-    }
-    // A matmul's epilogue runs during the GEMM: what it writes is born with the GEMM's result, so
-    // it never shares memory with an operand the GEMM still reads.
-    if (st.kernel_run() >= 0)
-      for (const Stage& s : plan.kernels[static_cast<size_t>(st.kernel_run())].stages)
-        if (s.dest_output < 0 && def[static_cast<size_t>(s.value)] < 0)
-          def[static_cast<size_t>(s.value)] = static_cast<int64_t>(i);
-    for (ValueId v : reads[i]) last[static_cast<size_t>(v)] = static_cast<int64_t>(i);
-  }
+  const StepLiveness live_range = step_liveness(g, plan, reads);
+  const std::vector<int64_t>& def = live_range.def;
+  const std::vector<int64_t>& last = live_range.last;
 
   bool all_static = true;
   std::vector<size_t> arena_values;
