@@ -29,14 +29,18 @@ void usage(std::ostream& os) {
         "  --split-input-file treat each '// -----' separated chunk as its own input; outputs are\n"
         "                     separated the same way (MLIR's convention)\n"
         "graph passes:\n";
-  for (const auto& p : kiln::all_passes()) os << "  " << p.name << std::string(16 - p.name.size(), ' ') << p.summary << "\n";
+  for (const auto& p : kiln::all_passes())
+    os << "  " << p.name << std::string(16 - p.name.size(), ' ') << p.summary << "\n";
   os << "lowering steps, in order: ";
   for (const auto& s : kiln::lowering_steps()) os << s << " ";
   os << "\nplanning steps:\n";
-  for (const auto& p : kiln::all_plan_steps()) os << "  " << p.name << std::string(16 - p.name.size(), ' ') << p.summary << "\n";
+  for (const auto& p : kiln::all_plan_steps())
+    os << "  " << p.name << std::string(16 - p.name.size(), ' ') << p.summary << "\n";
 }
 
-std::string read_all(std::istream& in) { return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()}; }
+std::string read_all(std::istream& in) {
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 int run(int argc, char** argv) {
   kiln::PipelineOptions options;

@@ -261,9 +261,12 @@ def _match(bmm1: torch.fx.Node):
     def lead_ok(t):
         return t.dim() in (3, 4) and math.prod(t.shape[:-2]) == n
 
-    q = _source_through_views(bmm1.args[0], lambda t: t.reshape(n, sq, d) if lead_ok(t) and t.shape[-2:] == (sq, d) else None)
-    k = _source_through_views(bmm1.args[1], lambda t: t.reshape(n, sk, d).transpose(1, 2) if lead_ok(t) and t.shape[-2:] == (sk, d) else None)
-    v = _source_through_views(bmm2.args[1], lambda t: t.reshape(n, sk, dv) if lead_ok(t) and t.shape[-2:] == (sk, dv) else None)
+    q = _source_through_views(
+        bmm1.args[0], lambda t: t.reshape(n, sq, d) if lead_ok(t) and t.shape[-2:] == (sq, d) else None)
+    k = _source_through_views(
+        bmm1.args[1], lambda t: t.reshape(n, sk, d).transpose(1, 2) if lead_ok(t) and t.shape[-2:] == (sk, d) else None)
+    v = _source_through_views(
+        bmm2.args[1], lambda t: t.reshape(n, sk, dv) if lead_ok(t) and t.shape[-2:] == (sk, dv) else None)
     if q is None or k is None or v is None:
         return None
     lead = tuple(_val(q).shape[:-2])
@@ -278,7 +281,8 @@ def _match(bmm1: torch.fx.Node):
             out = z
     if out is bmm2 and tuple(_val(bmm2).shape) != lead + (sq, dv):
         return None
-    if out is not bmm2 and _source_through_views(out, lambda t: t.reshape(lead + (sq, dv)) if t.shape == (n, sq, dv) else None) is not bmm2:
+    unflattened = _source_through_views(out, lambda t: t.reshape(lead + (sq, dv)) if t.shape == (n, sq, dv) else None)
+    if out is not bmm2 and unflattened is not bmm2:
         return None
     return q, k, v, out, scale, want_visible
 
@@ -365,7 +369,8 @@ def _cache_key(gm: torch.fx.GraphModule, example_inputs) -> str | None:
     parts = ["kiln-attention-rewrite-v2", _C.build_id(), torch.__version__, _SOURCE_DIGEST, gm.code]
     for x in example_inputs:
         if isinstance(x, torch.Tensor):
-            parts.append(repr((tuple(x.shape), x.stride(), x.storage_offset(), x.dtype, x.requires_grad, x.device.type)))
+            parts.append(repr((tuple(x.shape), x.stride(), x.storage_offset(), x.dtype, x.requires_grad,
+                               x.device.type)))
         else:
             parts.append(repr((type(x).__name__, x)))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()

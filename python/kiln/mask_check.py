@@ -9,8 +9,8 @@ from __future__ import annotations
 import itertools
 
 import torch
-from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 
 from kiln import api
 

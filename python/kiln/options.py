@@ -34,7 +34,7 @@ class Options:
         return MATMUL_PLANES[self.matmul_precision]
 
     @staticmethod
-    def from_args(mode: str | None = None, options: dict | None = None) -> "Options":
+    def from_args(mode: str | None = None, options: dict | None = None) -> Options:
         opts = dict(options or {})
         unknown = set(opts) - {f.name for f in dataclasses.fields(Options)}
         if unknown:

@@ -61,7 +61,8 @@ class KilnGraph:
         api.count("compile_seconds", t["total"])
         api.count_graph_isa(self.compiled.isa)
         logger.info("compiled %s: %d kernels, %.3fs (passes %.3fs, codegen %.3fs, compiler %.3fs, cache hit %s)",
-                    name, self.compiled.num_kernels, t["total"], t["passes"], t["codegen"], t["compiler"], t["cache_hit"])
+                    name, self.compiled.num_kernels, t["total"], t["passes"], t["codegen"], t["compiler"],
+                    t["cache_hit"])
         self.name = name
         self.static = not self.imp.symbols
         self.out_dtypes = [_DTYPES[self.compiled.output_dtype(j)] for j in range(len(self.imp.kiln_outputs))]

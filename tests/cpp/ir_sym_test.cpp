@@ -132,9 +132,25 @@ TEST(IrSym, ParseGivesTheCanonicalForm) {
 
 TEST(IrSym, PrintParseRoundTrip) {
   const std::vector<SymExpr> cases = {
-      0, 5, -5, s0, -s0, 64 * s0, 2 * s0 + 1, s0 * s1 * 2 + s1, (s0 + 1) * (s1 - 1), floordiv(s0, 8),
-      floordiv(s0 + 1, 2), floordiv(-s0, 3), floordiv(s0, s1), mod(s0, 8), mod(floordiv(s0, 8), 4),
-      mod(s0 + 2 * s1, 3), sym_min(s0, 4), sym_max(s0, s1), sym_min(floordiv(s0, 2), s1 + 1) * 3 - 7,
+      0,
+      5,
+      -5,
+      s0,
+      -s0,
+      64 * s0,
+      2 * s0 + 1,
+      s0 * s1 * 2 + s1,
+      (s0 + 1) * (s1 - 1),
+      floordiv(s0, 8),
+      floordiv(s0 + 1, 2),
+      floordiv(-s0, 3),
+      floordiv(s0, s1),
+      mod(s0, 8),
+      mod(floordiv(s0, 8), 4),
+      mod(s0 + 2 * s1, 3),
+      sym_min(s0, 4),
+      sym_max(s0, s1),
+      sym_min(floordiv(s0, 2), s1 + 1) * 3 - 7,
   };
   for (const SymExpr& e : cases) {
     SymExpr back = parse_sym_expr(e.str());

@@ -51,7 +51,8 @@ void expect_same_graph(const Graph& a, const Graph& b) {
     ASSERT_EQ(x.attrs.size(), y.attrs.size()) << op_name(x.op);
     for (const auto& [k, v] : x.attrs) {
       ASSERT_TRUE(y.has_attr(k)) << k;
-      EXPECT_TRUE(same_attr(v, y.attrs.at(k))) << k << ": " << attr_to_string(v) << " vs " << attr_to_string(y.attrs.at(k));
+      EXPECT_TRUE(same_attr(v, y.attrs.at(k)))
+          << k << ": " << attr_to_string(v) << " vs " << attr_to_string(y.attrs.at(k));
     }
   }
   ASSERT_EQ(a.outputs().size(), b.outputs().size());
@@ -79,9 +80,10 @@ Graph every_op_graph() {
   ValueId m = g.add_input({DType::F32, {s0, 8}}, {8, 1}, "m");
   ValueId idx = g.add_input({DType::I32, {s1}}, {1}, "idx");
 
-  for (Op op : {Op::neg, Op::abs, Op::exp, Op::exp2, Op::expm1, Op::log, Op::log2, Op::log1p, Op::sqrt, Op::rsqrt,
-                Op::reciprocal, Op::sin, Op::cos, Op::tan, Op::tanh, Op::sigmoid, Op::erf, Op::relu, Op::silu,
-                Op::gelu, Op::gelu_tanh, Op::floor, Op::ceil, Op::round, Op::trunc, Op::sign, Op::isnan})
+  for (Op op :
+       {Op::neg,   Op::abs,        Op::exp,       Op::exp2,  Op::expm1, Op::log,   Op::log2,    Op::log1p, Op::sqrt,
+        Op::rsqrt, Op::reciprocal, Op::sin,       Op::cos,   Op::tan,   Op::tanh,  Op::sigmoid, Op::erf,   Op::relu,
+        Op::silu,  Op::gelu,       Op::gelu_tanh, Op::floor, Op::ceil,  Op::round, Op::trunc,   Op::sign,  Op::isnan})
     add(g, op, {x}, {}, str_cat("aten.", op_name(op), ".default"));
   add(g, Op::logical_not, {b});
   add(g, Op::bitwise_not, {i});
@@ -96,32 +98,52 @@ Graph every_op_graph() {
   add(g, Op::fma, {x, y, x});
 
   // Every attribute kind, floats at the edges of their text form.
-  double floats[] = {0.5, -0.0, 0.1, 1e-300, 1e20, 3.0, std::numeric_limits<double>::infinity(),
-                     -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN(),
+  double floats[] = {0.5,
+                     -0.0,
+                     0.1,
+                     1e-300,
+                     1e20,
+                     3.0,
+                     std::numeric_limits<double>::infinity(),
+                     -std::numeric_limits<double>::infinity(),
+                     std::numeric_limits<double>::quiet_NaN(),
                      std::numeric_limits<double>::denorm_min()};
-  for (double f : floats) add(g, Op::full, {}, {{"value", f}, {"dtype", DType::F32}, {"sizes", std::vector<SymExpr>{4, s0}}});
+  for (double f : floats)
+    add(g, Op::full, {}, {{"value", f}, {"dtype", DType::F32}, {"sizes", std::vector<SymExpr>{4, s0}}});
   add(g, Op::full, {}, {{"value", int64_t{-3}}, {"dtype", DType::I64}, {"sizes", std::vector<int64_t>{}}});
-  add(g, Op::full, {}, {{"value", true}, {"dtype", DType::Bool}, {"sizes", std::vector<int64_t>{2, 3}},
-                        {"note", std::string("tab\there, \"quotes\", back\\slash, // not a comment")}});
-  add(g, Op::iota, {}, {{"dim", int64_t{1}}, {"start", int64_t{0}}, {"step", int64_t{2}}, {"dtype", DType::I64},
-                        {"sizes", std::vector<SymExpr>{4, floordiv(s0, 2) + 1}}});
+  add(g, Op::full, {},
+      {{"value", true},
+       {"dtype", DType::Bool},
+       {"sizes", std::vector<int64_t>{2, 3}},
+       {"note", std::string("tab\there, \"quotes\", back\\slash, // not a comment")}});
+  add(g, Op::iota, {},
+      {{"dim", int64_t{1}},
+       {"start", int64_t{0}},
+       {"step", int64_t{2}},
+       {"dtype", DType::I64},
+       {"sizes", std::vector<SymExpr>{4, floordiv(s0, 2) + 1}}});
 
   add(g, Op::permute, {x}, {{"dims", std::vector<int64_t>{1, 0}}});
   ValueId r = add(g, Op::reshape, {x}, {{"sizes", std::vector<SymExpr>{4, 1, s0}}});
   add(g, Op::expand, {r}, {{"sizes", std::vector<SymExpr>{4, 3, s0}}});
   add(g, Op::slice, {x}, {{"dim", int64_t{1}}, {"start", SymExpr(1)}, {"length", s0 - 1}, {"step", int64_t{1}}});
-  add(g, Op::slice, {x}, {{"dim", int64_t{1}}, {"start", int64_t{0}}, {"length", floordiv(s0 + 1, 2)}, {"step", int64_t{2}}});
+  add(g, Op::slice, {x},
+      {{"dim", int64_t{1}}, {"start", int64_t{0}}, {"length", floordiv(s0 + 1, 2)}, {"step", int64_t{2}}});
   add(g, Op::select, {x}, {{"dim", int64_t{0}}, {"index", int64_t{2}}});
-  add(g, Op::as_strided, {x}, {{"sizes", std::vector<SymExpr>{2, sym_min(s0, 4)}}, {"strides", std::vector<int64_t>{1, 2}},
-                               {"offset", mod(s0, 3)}});
+  add(g, Op::as_strided, {x},
+      {{"sizes", std::vector<SymExpr>{2, sym_min(s0, 4)}},
+       {"strides", std::vector<int64_t>{1, 2}},
+       {"offset", mod(s0, 3)}});
 
-  for (Op op : {Op::sum, Op::prod, Op::amax, Op::amin}) add(g, op, {x}, {{"dims", std::vector<int64_t>{1}}, {"keepdim", op == Op::sum}});
+  for (Op op : {Op::sum, Op::prod, Op::amax, Op::amin})
+    add(g, op, {x}, {{"dims", std::vector<int64_t>{1}}, {"keepdim", op == Op::sum}});
   add(g, Op::argmax, {x}, {{"dims", std::vector<int64_t>{0}}, {"keepdim", false}});
   add(g, Op::argmin, {x}, {{"dims", std::vector<int64_t>{1}}, {"keepdim", true}});
 
   add(g, Op::cat, {x, y, w}, {{"dim", int64_t{0}}});
   add(g, Op::pad, {x}, {{"pads", std::vector<int64_t>{1, 2}}, {"value", 0.0}});
-  ValueId strip = add(g, Op::slice, {y}, {{"dim", int64_t{0}}, {"start", int64_t{0}}, {"length", int64_t{2}}, {"step", int64_t{2}}});
+  ValueId strip = add(g, Op::slice, {y},
+                      {{"dim", int64_t{0}}, {"start", int64_t{0}}, {"length", int64_t{2}}, {"step", int64_t{2}}});
   add(g, Op::slice_scatter, {x, strip}, {{"dim", int64_t{0}}, {"start", int64_t{0}}, {"step", int64_t{2}}});
   ValueId rows = add(g, Op::index_rows, {x, idx});
   ValueId mm = add(g, Op::matmul, {x, m});
@@ -129,10 +151,14 @@ Graph every_op_graph() {
   // attention over [1, s0, 8] (q = k = v), then its backward with dout, out and lse unpacked by views
   ValueId q = add(g, Op::reshape, {m}, {{"sizes", std::vector<SymExpr>{1, s0, 8}}});
   ValueId att = add(g, Op::attention, {q, q, q}, {{"causal", true}, {"scale", 0.125}});
-  ValueId att_out = add(g, Op::reshape, {add(g, Op::slice, {att}, {{"dim", int64_t{0}}, {"start", int64_t{0}}, {"length", s0 * 8}, {"step", int64_t{1}}})},
+  ValueId att_out = add(g, Op::reshape,
+                        {add(g, Op::slice, {att},
+                             {{"dim", int64_t{0}}, {"start", int64_t{0}}, {"length", s0 * 8}, {"step", int64_t{1}}})},
                         {{"sizes", std::vector<SymExpr>{1, s0, 8}}});
-  ValueId lse = add(g, Op::reshape, {add(g, Op::slice, {att}, {{"dim", int64_t{0}}, {"start", s0 * 8}, {"length", s0}, {"step", int64_t{1}}})},
-                    {{"sizes", std::vector<SymExpr>{1, s0}}});
+  ValueId lse =
+      add(g, Op::reshape,
+          {add(g, Op::slice, {att}, {{"dim", int64_t{0}}, {"start", s0 * 8}, {"length", s0}, {"step", int64_t{1}}})},
+          {{"sizes", std::vector<SymExpr>{1, s0}}});
   add(g, Op::attention_backward, {att_out, q, q, q, att_out, lse}, {{"causal", false}, {"scale", 0.5}});
 
   g.add_output(mm, {8, 1});
@@ -221,10 +247,12 @@ TEST(IrText, ParseErrorsHaveLineAndColumn) {
   expect_parse_error("grph() {\n return\n}", "1:1", "expected 'graph'");
   expect_parse_error(head + "  %1 = frobnicate(%0) : f32[4]\n  return %1\n}", "2:8", "unknown op 'frobnicate'");
   expect_parse_error(head + "  %1 = neg(%7) : f32[4]\n  return %1\n}", "2:12", "%7 is not defined");
-  expect_parse_error(head + "  %1 = neg(%0) : f32[5]\n  return %1\n}", "2:18", "stated type f32[5] but neg gives f32[4]");
+  expect_parse_error(head + "  %1 = neg(%0) : f32[5]\n  return %1\n}", "2:18",
+                     "stated type f32[5] but neg gives f32[4]");
   expect_parse_error(head + "  %1 = neg(%0, %0) : f32[4]\n  return %1\n}", "2:8", "neg takes 1 inputs, got 2");
   expect_parse_error(head + "  %1 = cast(%0) : f32[4]\n  return %1\n}", "2:8", "cast needs attribute 'dtype'");
-  expect_parse_error(head + "  %1 = cast(%0) {dtype=f16} : f32[4]\n  return %1\n}", "2:24", "unknown attribute value 'f16'");
+  expect_parse_error(head + "  %1 = cast(%0) {dtype=f16} : f32[4]\n  return %1\n}", "2:24",
+                     "unknown attribute value 'f16'");
   expect_parse_error(head + "  %1 = neg(%0) : f32[4]\n  %1 = neg(%0) : f32[4]\n  return %1\n}", "3:3", "defined twice");
   expect_parse_error(head + "  %1 = neg(%0) : q32[4]\n  return %1\n}", "2:18", "unsupported dtype 'q32'");
   expect_parse_error(head + "  %1 = neg(%0) : f32[4+]\n  return %1\n}", "2:22", "size expression");

@@ -103,7 +103,9 @@ TEST_F(JitTest, JitBuildCompilesLoadsAndCalls) {
 
 TEST_F(JitTest, JitBuildSecondCallIsACacheHitAndCompilesNothing) {
   const BuildRequest req = request({kAddSource});
-  { EXPECT_FALSE(build_or_load(req).cache_hit); }  // dropped: the library is unloaded
+  {
+    EXPECT_FALSE(build_or_load(req).cache_hit);
+  }  // dropped: the library is unloaded
   const JitStats before = stats();
   BuildResult second = build_or_load(req);
   EXPECT_TRUE(second.cache_hit);
@@ -169,7 +171,8 @@ TEST_F(JitTest, JitCacheCorruptEntryIsRebuilt) {
   const std::vector<std::pair<const char*, std::function<void()>>> corruptions = {
       {"truncate to 100 bytes", [&] { fs::resize_file(so, 100); }},
       {"truncate to 0 bytes", [&] { fs::resize_file(so, 0); }},
-      {"flip bytes", [&] {
+      {"flip bytes",
+       [&] {
          std::string bytes = read_file(so);
          for (std::size_t i = bytes.size() / 2; i < bytes.size() / 2 + 16; ++i) bytes[i] = char(~bytes[i]);
          write_file(so, bytes);
@@ -177,7 +180,11 @@ TEST_F(JitTest, JitCacheCorruptEntryIsRebuilt) {
       {"not an ELF file", [&] { write_file(so, std::string(4096, 'x')); }},
       {"hash file missing", [&] { fs::remove(hash); }},
       {"hash file wrong", [&] { write_file(hash, std::string(64, '0') + "\n"); }},
-      {"a directory in its place", [&] { fs::remove(so); fs::create_directory(so); }},
+      {"a directory in its place",
+       [&] {
+         fs::remove(so);
+         fs::create_directory(so);
+       }},
   };
   for (const auto& [what, corrupt] : corruptions) {
     corrupt();
@@ -205,7 +212,8 @@ TEST_F(JitTest, JitCacheBlobRoundTripsAndRejectsCorruption) {
   EXPECT_EQ(*cache.load_blob(key), payload);
   const std::string path = cache.dir() + "/" + key + ".blob";
   const std::vector<std::pair<const char*, std::function<void()>>> corruptions = {
-      {"flip a payload byte", [&] {
+      {"flip a payload byte",
+       [&] {
          std::string bytes = read_file(path);
          bytes.back() = char(~bytes.back());
          write_file(path, bytes);
@@ -449,8 +457,9 @@ TEST_F(JitTest, JitRuntimeHeaderAndLibraryAreFound) {
   const std::string out = run_capture(cmd, &status);
   ASSERT_EQ(status, 0) << out;
 
-  BuildRequest req = request({"#include \"kiln/runtime/kiln_runtime.h\"\n"
-                              "extern \"C\" const char* g() { kiln_set_error(\"boom\"); return kiln_last_error(); }\n"});
+  BuildRequest req =
+      request({"#include \"kiln/runtime/kiln_runtime.h\"\n"
+               "extern \"C\" const char* g() { kiln_set_error(\"boom\"); return kiln_last_error(); }\n"});
   req.link_runtime = true;
   req.lib_dir = lib_dir;
   BuildResult result = build_or_load(req);

@@ -172,9 +172,9 @@ TEST(Passes, ConstantFoldIntegerAndBoolSemantics) {
   auto fold = [](const std::string& dtype, const std::string& op, const std::string& a, const std::string& b) {
     std::string t = dtype + "[3]";
     return folded_value(run(constant_fold, "graph() {\n  %a = full() {dtype=" + dtype + ", sizes=[3], value=" + a +
-                                               "} : " + t + "\n  %b = full() {dtype=" + dtype + ", sizes=[3], value=" +
-                                               b + "} : " + t + "\n  %c = " + op + "(%a, %b) : " +
-                                               (op == "lt" ? "bool[3]" : t) + "\n  return %c\n}"));
+                                               "} : " + t + "\n  %b = full() {dtype=" + dtype +
+                                               ", sizes=[3], value=" + b + "} : " + t + "\n  %c = " + op +
+                                               "(%a, %b) : " + (op == "lt" ? "bool[3]" : t) + "\n  return %c\n}"));
   };
   EXPECT_EQ(std::get<int64_t>(fold("i32", "add", "2147483647", "1")), -2147483648);  // wraps like int32
   EXPECT_EQ(std::get<int64_t>(fold("i64", "floordiv", "-7", "2")), -4);

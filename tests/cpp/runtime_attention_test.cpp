@@ -23,8 +23,8 @@ struct Case {
 std::string describe(const Case& c) {
   return "b1=" + std::to_string(c.b1) + " b2=" + std::to_string(c.b2) + " sq=" + std::to_string(c.sq) +
          " sk=" + std::to_string(c.sk) + " d=" + std::to_string(c.d) + " dv=" + std::to_string(c.dv) +
-         (c.causal ? " causal" : "") + (c.interleaved ? " interleaved" : "") + (c.columns_outer ? " columns-outer" : "") +
-         " mag=" + std::to_string(c.magnitude);
+         (c.causal ? " causal" : "") + (c.interleaved ? " interleaved" : "") +
+         (c.columns_outer ? " columns-outer" : "") + " mag=" + std::to_string(c.magnitude);
 }
 
 // A [b1, b2, s, cols] tensor in one of two memory orders.
@@ -35,9 +35,12 @@ struct Tensor {
   std::vector<T> data;
   Tensor(int64_t b1_, int64_t b2_, int64_t s_, int64_t cols_, bool interleaved, bool columns_outer = false)
       : b1(b1_), b2(b2_), s(s_), cols(cols_), data(static_cast<size_t>(b1_ * b2_ * s_ * cols_ + 1)) {
-    if (columns_outer) st = {b2 * s * cols, s * cols, 1, s};
-    else if (interleaved) st = {s * b2 * cols, cols, b2 * cols, 1};
-    else st = {b2 * s * cols, s * cols, cols, 1};
+    if (columns_outer)
+      st = {b2 * s * cols, s * cols, 1, s};
+    else if (interleaved)
+      st = {s * b2 * cols, cols, b2 * cols, 1};
+    else
+      st = {b2 * s * cols, s * cols, cols, 1};
   }
   T& at(int64_t i, int64_t j, int64_t r, int64_t c) {
     return data[static_cast<size_t>(i * st[0] + j * st[1] + r * st[2] + c * st[3])];
@@ -54,17 +57,25 @@ void check(const Case& c, int threads) {
       v(c.b1, c.b2, c.sk, c.dv, c.interleaved, co), g(c.b1, c.b2, c.sq, c.dv, false, co),
       out(c.b1, c.b2, c.sq, c.dv, c.interleaved, co), dq(c.b1, c.b2, c.sq, c.d, false, co),
       dk(c.b1, c.b2, c.sk, c.d, c.interleaved, co), dv(c.b1, c.b2, c.sk, c.dv, false, co);
-  for (auto* t : {&q, &k}) for (auto& x : t->data) x = T(nd(rng));
-  for (auto* t : {&v, &g}) for (auto& x : t->data) x = T(nd(rng) / c.magnitude);
+  for (auto* t : {&q, &k})
+    for (auto& x : t->data) x = T(nd(rng));
+  for (auto* t : {&v, &g})
+    for (auto& x : t->data) x = T(nd(rng) / c.magnitude);
   std::vector<T> lse(static_cast<size_t>(c.b1 * c.b2 * c.sq + 1));
   std::vector<int64_t> lst = {c.b2 * c.sq, c.sq, 1};
   int64_t shape[6] = {c.b1, c.b2, c.sq, c.sk, c.d, c.dv};
   double scale = 1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(c.d, 1)));
   auto fwd = [&](auto... a) {
-    if constexpr (sizeof(T) == 4) kiln_attention_fwd_f32(a...); else kiln_attention_fwd_f64(a...);
+    if constexpr (sizeof(T) == 4)
+      kiln_attention_fwd_f32(a...);
+    else
+      kiln_attention_fwd_f64(a...);
   };
   auto bwd = [&](auto... a) {
-    if constexpr (sizeof(T) == 4) kiln_attention_bwd_f32(a...); else kiln_attention_bwd_f64(a...);
+    if constexpr (sizeof(T) == 4)
+      kiln_attention_bwd_f32(a...);
+    else
+      kiln_attention_bwd_f64(a...);
   };
   fwd(shape, c.causal ? 1 : 0, T(scale), q.data.data(), q.st.data(), k.data.data(), k.st.data(), v.data.data(),
       v.st.data(), out.data.data(), out.st.data(), lse.data(), lst.data());
@@ -98,7 +109,8 @@ void check(const Case& c, int threads) {
         }
         double sum = 0;
         for (int64_t j = 0; j < c.sk; ++j) sum += std::exp(P[static_cast<size_t>(i * c.sk + j)] - mx);
-        for (int64_t j = 0; j < c.sk; ++j) P[static_cast<size_t>(i * c.sk + j)] = std::exp(P[static_cast<size_t>(i * c.sk + j)] - mx) / sum;
+        for (int64_t j = 0; j < c.sk; ++j)
+          P[static_cast<size_t>(i * c.sk + j)] = std::exp(P[static_cast<size_t>(i * c.sk + j)] - mx) / sum;
         if (c.sk > 0) expect(lse[static_cast<size_t>(i1 * lst[0] + i2 * lst[1] + i)], mx + std::log(sum), "lse");
         for (int64_t e = 0; e < c.dv; ++e) {
           double o = 0;
@@ -134,17 +146,17 @@ void check(const Case& c, int threads) {
 
 const Case kCases[] = {
     {1, 1, 1, 1, 1, 1, true, false},
-    {2, 3, 70, 70, 16, 16, true, false},       // S not a multiple of the block
-    {1, 2, 130, 130, 33, 20, false, true},     // odd head dims, interleaved heads, non-causal
-    {2, 1, 64, 200, 64, 64, true, false},      // more keys than queries
-    {1, 1, 100, 37, 8, 8, true, true},         // more queries than keys
-    {1, 2, 5, 0, 4, 4, false, false},          // no keys: out is 0
-    {1, 1, 0, 9, 4, 4, true, false},           // no queries: dk, dv are 0
-    {2, 2, 192, 192, 128, 128, true, false},   // wide heads
+    {2, 3, 70, 70, 16, 16, true, false},      // S not a multiple of the block
+    {1, 2, 130, 130, 33, 20, false, true},    // odd head dims, interleaved heads, non-causal
+    {2, 1, 64, 200, 64, 64, true, false},     // more keys than queries
+    {1, 1, 100, 37, 8, 8, true, true},        // more queries than keys
+    {1, 2, 5, 0, 4, 4, false, false},         // no keys: out is 0
+    {1, 1, 0, 9, 4, 4, true, false},          // no queries: dk, dv are 0
+    {2, 2, 192, 192, 128, 128, true, false},  // wide heads
     {1, 3, 257, 257, 24, 40, true, true},
-    {1, 2, 600, 600, 32, 32, true, false},     // several groups of query blocks, the last one short
-    {1, 1, 300, 520, 16, 16, false, false},    // groups over more keys than queries
-    {1, 1, 96, 96, 16, 16, true, false, 30.0},  // large logits: the online softmax must not overflow
+    {1, 2, 600, 600, 32, 32, true, false},             // several groups of query blocks, the last one short
+    {1, 1, 300, 520, 16, 16, false, false},            // groups over more keys than queries
+    {1, 1, 96, 96, 16, 16, true, false, 30.0},         // large logits: the online softmax must not overflow
     {2, 3, 192, 192, 32, 32, true, false, 1.0, true},  // every operand column-major per head
     {1, 2, 70, 130, 20, 33, false, false, 1.0, true},
 };
@@ -213,8 +225,8 @@ TEST(RuntimeAttention, ReferenceFollowsScoresThatGrowAcrossBlocks) {
       v[j * d] = float(std::cos(0.3 * j)), v[j * d + 1] = float(j % 7);
     }
     std::vector<int64_t> qst = {sq * d, sq * d, d, 1}, kst = {sk * d, sk * d, d, 1}, lst = {sq, sq, 1};
-    kiln_attention_fwd_f32(shape, 0, 1.0f, q.data(), qst.data(), k.data(), kst.data(), v.data(), kst.data(),
-                           out.data(), qst.data(), lse.data(), lst.data());
+    kiln_attention_fwd_f32(shape, 0, 1.0f, q.data(), qst.data(), k.data(), kst.data(), v.data(), kst.data(), out.data(),
+                           qst.data(), lse.data(), lst.data());
     for (int64_t i = 0; i < sq; ++i) {
       std::vector<double> s(sk);
       double m = -INFINITY, l = 0, o[d] = {0, 0};

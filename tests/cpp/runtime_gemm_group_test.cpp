@@ -34,8 +34,8 @@ void count_rows(void* ctx, int64_t r0, int64_t r1) {
 // Every `stride`-th row of one part's m x n result (row-major) within rounding of the double product
 // of A and B given as strided views.
 template <typename T>
-void expect_near_product(const Case& cs, int64_t part, const T* got, const T* a, int64_t a_rs, int64_t a_cs,
-                         const T* b, int64_t b_rs, int64_t b_cs, int64_t stride) {
+void expect_near_product(const Case& cs, int64_t part, const T* got, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
+                         int64_t b_rs, int64_t b_cs, int64_t stride) {
   const double tol = (std::is_same_v<T, float> ? 4e-6 : 1e-13) * double(cs.k + 2);
   for (int64_t i = 0; i < cs.m; i += stride)
     for (int64_t j = 0; j < cs.n; ++j) {
@@ -105,9 +105,9 @@ TEST(RuntimeGemmGroup, PartsMatchSeparateCalls) {
   ThreadCountGuard guard;
   for (int threads : {1, 2, 3}) {
     kiln_set_num_threads(threads);
-    for (Case cs : {Case{3, 301, 192, 96, true}, Case{2, 130, 768, 64, true}, Case{3, 97, 128, 40, false},
-                    Case{2, 50, 100, 33, true}, Case{4, 13, 17, 5, false}, Case{2, 1, 64, 8, true},
-                    Case{3, 40, 64, 1, false}}) {
+    for (Case cs :
+         {Case{3, 301, 192, 96, true}, Case{2, 130, 768, 64, true}, Case{3, 97, 128, 40, false},
+          Case{2, 50, 100, 33, true}, Case{4, 13, 17, 5, false}, Case{2, 1, 64, 8, true}, Case{3, 40, 64, 1, false}}) {
       check_group<float>(cs);
       check_group<double>(cs);
     }

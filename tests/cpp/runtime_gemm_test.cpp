@@ -73,11 +73,11 @@ template <typename T>
 void call_gemm(int64_t batch, int64_t m, int64_t n, int64_t k, T alpha, Operand<T>& a, Operand<T>& b, T beta,
                Operand<T>& c, int planes = 0) {
   if constexpr (std::is_same_v<T, float>)
-    kiln_gemm_f32(batch, m, n, k, alpha, a.data(), a.bs, a.rs, a.cs, b.data(), b.bs, b.rs, b.cs, beta, c.data(),
-                  c.bs, c.rs, c.cs, planes, nullptr, nullptr);
+    kiln_gemm_f32(batch, m, n, k, alpha, a.data(), a.bs, a.rs, a.cs, b.data(), b.bs, b.rs, b.cs, beta, c.data(), c.bs,
+                  c.rs, c.cs, planes, nullptr, nullptr);
   else
-    kiln_gemm_f64(batch, m, n, k, alpha, a.data(), a.bs, a.rs, a.cs, b.data(), b.bs, b.rs, b.cs, beta, c.data(),
-                  c.bs, c.rs, c.cs, nullptr, nullptr);
+    kiln_gemm_f64(batch, m, n, k, alpha, a.data(), a.bs, a.rs, a.cs, b.data(), b.bs, b.rs, b.cs, beta, c.data(), c.bs,
+                  c.rs, c.cs, nullptr, nullptr);
 }
 
 // Relative error of one product term that a GEMM may make: float rounding, or what bfloat16 planes
@@ -90,8 +90,8 @@ double unit_error(int planes) {
 
 // Runs one GEMM and compares every C element with a double-precision reference.
 template <typename T>
-void check(int64_t batch, int64_t m, int64_t n, int64_t k, Layout la, Layout lb, Layout lc, double alpha,
-           double beta, bool nan_c = false, int planes = 0) {
+void check(int64_t batch, int64_t m, int64_t n, int64_t k, Layout la, Layout lb, Layout lc, double alpha, double beta,
+           bool nan_c = false, int planes = 0) {
   std::mt19937 rng(static_cast<uint32_t>(batch * 1000003 + m * 10007 + n * 101 + k));
   Operand<T> a = make<T>(batch, m, k, la, rng), b = make<T>(batch, k, n, lb, rng), c = make<T>(batch, m, n, lc, rng);
   if (nan_c) std::fill(c.store.begin(), c.store.end(), std::numeric_limits<T>::quiet_NaN());
@@ -223,8 +223,8 @@ TEST(RuntimeGemm, SharedOutputAccumulatesOverBatch) {
   std::vector<float> a(batch * m * k), b(batch * k * n), c(m * n, 2.f);
   for (size_t i = 0; i < a.size(); ++i) a[i] = float(i % 7) - 3;
   for (size_t i = 0; i < b.size(); ++i) b[i] = float(i % 5) - 2;
-  kiln_gemm_f32(batch, m, n, k, 1.f, a.data(), m * k, k, 1, b.data(), k * n, n, 1, 0.5f, c.data(), 0, n, 1, 0,
-                nullptr, nullptr);
+  kiln_gemm_f32(batch, m, n, k, 1.f, a.data(), m * k, k, 1, b.data(), k * n, n, 1, 0.5f, c.data(), 0, n, 1, 0, nullptr,
+                nullptr);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
       double s = 1.0;  // 0.5 * 2

@@ -61,8 +61,8 @@ struct Worst {
 };
 
 std::ostream& operator<<(std::ostream& os, const Worst& w) {
-  return os << w.ulp << " ulp at x = " << std::hexfloat << w.x << std::defaultfloat << " (" << w.x
-            << "): got " << w.got << ", want " << w.want;
+  return os << w.ulp << " ulp at x = " << std::hexfloat << w.x << std::defaultfloat << " (" << w.x << "): got " << w.got
+            << ", want " << w.want;
 }
 
 // Every `stride`-th float from `a` to `b` (same sign; the bit patterns run monotonically between
@@ -159,8 +159,9 @@ TEST(RuntimeMath, Expm1FloatSpecialValues) {
 // Every positive finite float, denormals included (about 2.1e9 inputs): measured 1 ulp.
 TEST(RuntimeMath, LogFloatWithinOneUlpOverEveryPositiveFloat) {
   Worst w;
-  sweep(kMinDenormal, kMaxFloat, 1, [](float x) { return kiln_rt::log(x); },
-        [](float x) { return static_cast<float>(std::log(static_cast<double>(x))); }, w);
+  sweep(
+      kMinDenormal, kMaxFloat, 1, [](float x) { return kiln_rt::log(x); },
+      [](float x) { return static_cast<float>(std::log(static_cast<double>(x))); }, w);
   EXPECT_LE(w.ulp, 1) << w;
 }
 
@@ -206,8 +207,9 @@ TEST(RuntimeMath, Log1pFloatSpecialValues) {
 // Every float with 2^-16 <= |x| <= 9.02 (tanh rounds to +-1 from 9.0109), the rest on the stride:
 // measured 1 ulp.
 TEST(RuntimeMath, TanhFloatWithinOneUlp) {
-  Worst w = sweep_both_signs(0x1p-16f, 9.02f, kMaxFloat, [](float x) { return kiln_rt::tanh(x); },
-                             [](float x) { return static_cast<float>(std::tanh(static_cast<double>(x))); });
+  Worst w = sweep_both_signs(
+      0x1p-16f, 9.02f, kMaxFloat, [](float x) { return kiln_rt::tanh(x); },
+      [](float x) { return static_cast<float>(std::tanh(static_cast<double>(x))); });
   EXPECT_LE(w.ulp, 1) << w;
 }
 
@@ -226,8 +228,9 @@ TEST(RuntimeMath, TanhFloatSpecialValues) {
 // Every float with 2^-16 <= |x| <= 3.92 (erf rounds to +-1 from 3.9192059), the rest on the stride:
 // measured 1 ulp.
 TEST(RuntimeMath, ErfFloatWithinOneUlp) {
-  Worst w = sweep_both_signs(0x1p-16f, 3.92f, kMaxFloat, [](float x) { return kiln_rt::erf(x); },
-                             [](float x) { return static_cast<float>(std::erf(static_cast<double>(x))); });
+  Worst w = sweep_both_signs(
+      0x1p-16f, 3.92f, kMaxFloat, [](float x) { return kiln_rt::erf(x); },
+      [](float x) { return static_cast<float>(std::erf(static_cast<double>(x))); });
   EXPECT_LE(w.ulp, 1) << w;
 }
 
@@ -244,8 +247,9 @@ TEST(RuntimeMath, ErfFloatSpecialValues) {
 // Every positive finite float: 1 / sqrt(x) with IEEE sqrt and division, measured 1 ulp.
 TEST(RuntimeMath, RsqrtFloatWithinOneUlpOverEveryPositiveFloat) {
   Worst w;
-  sweep(kMinDenormal, kMaxFloat, 1, [](float x) { return kiln_rt::rsqrt(x); },
-        [](float x) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(x))); }, w);
+  sweep(
+      kMinDenormal, kMaxFloat, 1, [](float x) { return kiln_rt::rsqrt(x); },
+      [](float x) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(x))); }, w);
   EXPECT_LE(w.ulp, 1) << w;
 }
 

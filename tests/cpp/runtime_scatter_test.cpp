@@ -31,7 +31,7 @@ void check_scatter(int64_t rows, int64_t d, int64_t n, int64_t out_pad, int64_t 
   for (int64_t i = 0; i < n; ++i) {
     int64_t v = rows > 0 ? pick(rng) : 0;
     if (with_bad && i % 13 == 5) v = (i % 2) ? -1 - i : rows + i;  // out of range both ways
-    if (rows == 0) v = i;  // every index is out of range
+    if (rows == 0) v = i;                                          // every index is out of range
     idx[static_cast<size_t>(i)] = static_cast<I>(v);
   }
   // The sequential loop the header describes (a padding_idx outside [0, rows) pads nothing).
@@ -46,7 +46,8 @@ void check_scatter(int64_t rows, int64_t d, int64_t n, int64_t out_pad, int64_t 
       ++want_bad;
       continue;
     }
-    for (int64_t c = 0; c < d; ++c) want[static_cast<size_t>(row * out_rs + c)] += src[static_cast<size_t>(i * src_rs + c)];
+    for (int64_t c = 0; c < d; ++c)
+      want[static_cast<size_t>(row * out_rs + c)] += src[static_cast<size_t>(i * src_rs + c)];
   }
   std::vector<T> out(want.size(), sentinel);
   for (int64_t r = 0; r < rows; ++r)

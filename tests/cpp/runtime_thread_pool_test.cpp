@@ -47,8 +47,8 @@ void check_cover(int64_t begin, int64_t end, int64_t grain, int threads) {
   Coverage c(begin, end);
   kiln_parallel_for(begin, end, grain, record, &c);
   for (size_t i = 0; i < c.hits.size(); ++i)
-    ASSERT_EQ(c.hits[i].load(), 1) << "index " << begin + int64_t(i) << " of [" << begin << "," << end
-                                   << ") grain " << grain << " threads " << threads;
+    ASSERT_EQ(c.hits[i].load(), 1) << "index " << begin + int64_t(i) << " of [" << begin << "," << end << ") grain "
+                                   << grain << " threads " << threads;
   if (end <= begin) {
     EXPECT_TRUE(c.chunks.empty());
     return;
@@ -124,11 +124,14 @@ void nested_outer(void* ctx, int64_t b, int64_t e) {
       Nested* n;
       std::thread::id id;
     } probe{n, me};
-    kiln_parallel_for(0, 1000, 1, [](void* p, int64_t ib, int64_t ie) {
-      auto* pr = static_cast<Probe*>(p);
-      if (std::this_thread::get_id() != pr->id) pr->n->inner_chunks_off_thread.fetch_add(1);
-      nested_inner(pr->n, ib, ie);
-    }, &probe);
+    kiln_parallel_for(
+        0, 1000, 1,
+        [](void* p, int64_t ib, int64_t ie) {
+          auto* pr = static_cast<Probe*>(p);
+          if (std::this_thread::get_id() != pr->id) pr->n->inner_chunks_off_thread.fetch_add(1);
+          nested_inner(pr->n, ib, ie);
+        },
+        &probe);
   }
 }
 

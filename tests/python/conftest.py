@@ -180,7 +180,8 @@ def every_isa(request, monkeypatch):
     before = dict(kiln.stats()["graphs_by_isa"])
     yield request.param
     after = kiln.stats()["graphs_by_isa"]
-    other = {isa: n - before.get(isa, 0) for isa, n in after.items() if isa != request.param and n != before.get(isa, 0)}
+    other = {isa: n - before.get(isa, 0) for isa, n in after.items()
+             if isa != request.param and n != before.get(isa, 0)}
     assert not other, f"graphs compiled for another level than {request.param}: {other}"
 
 

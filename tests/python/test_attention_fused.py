@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import run_compiled
+
 from kiln.models import attention
 
 pytestmark = pytest.mark.usefixtures("every_isa")  # once per ISA level this CPU runs

@@ -5,10 +5,9 @@ import os
 
 import pytest
 import torch
-
-import kiln
-import kiln.attention_rewrite as rewrite
 from conftest import StatsWatch, assert_same
+
+import kiln.attention_rewrite as rewrite
 from kiln.models import attention
 
 

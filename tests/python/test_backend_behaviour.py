@@ -7,9 +7,9 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import StatsWatch, assert_kiln_ran, assert_same, run_compiled
 
 import kiln
-from conftest import StatsWatch, assert_kiln_ran, assert_same, run_compiled
 
 
 def _small(x, y):

@@ -3,12 +3,12 @@ of it, the triad loop that takes turns with the pointwise kernels, and the per-c
 of `null` and of `no work`."""
 import pytest
 import torch
+from conftest import StatsWatch, assert_kiln_ran, runnable_isas
 
 import kiln
 from kiln.bench import micro, micro_report, peak
 from kiln.bench.progress import Progress
 from kiln.bench.settings import from_args
-from conftest import StatsWatch, assert_kiln_ran, runnable_isas
 
 
 def _settings(tmp_path):

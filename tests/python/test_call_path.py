@@ -2,12 +2,12 @@
 Python path it hands every other call to (inputs in another layout or dtype)."""
 import pytest
 import torch
+from conftest import StatsWatch, assert_kiln_ran, assert_same
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from kiln import _C, api
 from kiln.backend import compile_aten_graph
 from kiln.options import Options
-from conftest import StatsWatch, assert_kiln_ran, assert_same
 
 
 def _boxed(fn, *example):

@@ -2,7 +2,6 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import StatsWatch, assert_kiln_ran, assert_same, run_compiled
 
 

@@ -1,6 +1,5 @@
 """Inputs mutated by an inference graph: written into the caller's tensor, in place when nothing reads them."""
 import torch
-
 from conftest import StatsWatch, assert_kiln_ran
 
 

@@ -2,7 +2,6 @@
 import math
 
 import torch
-
 from conftest import StatsWatch, assert_kiln_ran, run_compiled
 
 

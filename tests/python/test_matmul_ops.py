@@ -2,7 +2,6 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import StatsWatch, assert_kiln_ran, run_compiled
 
 pytestmark = pytest.mark.usefixtures("every_isa")  # once per ISA level this CPU runs
@@ -181,7 +180,8 @@ def test_row_epilogues_after_gemms(tmp_path):
         return o * torch.rsqrt(o.pow(2).mean(-1, keepdim=True) + 1e-5) * g
 
     gen = torch.Generator().manual_seed(5)
-    args = [torch.randn(*s, generator=gen).requires_grad_() for s in ((2, 96, 64), (64, 128), (64, 128), (128, 64), (64,))]
+    shapes = ((2, 96, 64), (64, 128), (64, 128), (128, 64), (64,))
+    args = [torch.randn(*s, generator=gen).requires_grad_() for s in shapes]
     run_compiled(f, *args, grad=True, rtol=1e-4, atol=1e-4, options={"debug_dir": str(tmp_path)})
     plans = "".join(p.read_text() for p in tmp_path.rglob("90-kernels.txt"))
     assert "rows then" in plans, plans
@@ -214,7 +214,7 @@ def test_sibling_matmuls_run_as_one_grouped_gemm(tmp_path):
     gen = torch.Generator().manual_seed(9)
     for dtype, d, dff in ((torch.float32, 64, 128), (torch.float32, 40, 72), (torch.float64, 64, 96)):
         def r(*s):
-            return torch.randn(*s, generator=gen, dtype=dtype)
+            return torch.randn(*s, generator=gen, dtype=dtype)  # noqa: B023 (called within this iteration)
 
         x = r(3, 37, d).requires_grad_()
         wq, wk = r(d, d).requires_grad_(), r(d, d).requires_grad_()

@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import run_compiled
 
 pytestmark = pytest.mark.usefixtures("every_isa")  # once per ISA level this CPU runs

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 import torch
+from conftest import runnable_isas
 
 import kiln
-from conftest import runnable_isas
 
 LIB_DIR = pathlib.Path(kiln.__file__).parent / "lib"
 REPO = pathlib.Path(__file__).resolve().parents[2]

@@ -4,8 +4,8 @@ import copy
 import dataclasses
 
 import torch
-
 from conftest import StatsWatch, assert_same, run_compiled
+
 from kiln.models import attention, make_model, make_tokens
 from kiln.models import transformer as tlm
 

@@ -1,7 +1,5 @@
 """View ops compiled by kiln: values, aliasing (view outputs are views of the inputs), gradients."""
-import pytest
 import torch
-
 from conftest import run_compiled
 
 

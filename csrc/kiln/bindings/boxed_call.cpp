@@ -74,7 +74,7 @@ class SmallArray {
 // a view (as_strided) of an input or of an earlier output, made after the run.
 struct OutputSpec {
   bool view = false;
-  nb::tuple alloc_args;  // (sizes, strides, dtype)
+  nb::tuple alloc_args;   // (sizes, strides, dtype)
   bool of_input = false;  // view: of tensor input `base` (else of output `base`)
   int64_t base = 0, offset = 0;
   nb::object sizes, strides;
@@ -95,8 +95,11 @@ class BoxedCall {
   // Result; slow: the boxed Python path for calls this one does not take.
   BoxedCall(std::shared_ptr<CompiledGraph> graph, std::vector<int> tensor_args, nb::list outputs, nb::list results,
             nb::object alloc, nb::object as_strided, nb::object slow)
-      : graph_(std::move(graph)), tensor_args_(std::move(tensor_args)), alloc_(std::move(alloc)),
-        as_strided_(std::move(as_strided)), slow_(std::move(slow)) {
+      : graph_(std::move(graph)),
+        tensor_args_(std::move(tensor_args)),
+        alloc_(std::move(alloc)),
+        as_strided_(std::move(as_strided)),
+        slow_(std::move(slow)) {
     const Graph& g = graph_->graph();
     KILN_USER_CHECK(g.symbols.empty(), "kiln: BoxedCall needs a graph with static sizes");
     KILN_USER_CHECK(tensor_args_.size() == g.inputs().size(), "kiln: BoxedCall got ", tensor_args_.size(),

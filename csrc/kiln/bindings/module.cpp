@@ -9,10 +9,10 @@
 #include "kiln/bindings/boxed_call.h"
 #include "kiln/bindings/torch_tensor.h"
 #include "kiln/driver/compiled_graph.h"
+#include "kiln/driver/lower.h"
 #include "kiln/importer/aten_importer.h"
 #include "kiln/jit/disk_cache.h"
 #include "kiln/jit/jit.h"
-#include "kiln/driver/lower.h"
 #include "kiln/passes/pipeline.h"
 #include "kiln/runtime/kiln_runtime.h"
 #include "kiln/support/error.h"
@@ -75,7 +75,9 @@ AtenArg to_arg(const nb::handle& h) {
   return a;
 }
 
-DType dtype_of(const nb::handle& tensor_dtype) { return dtype_from_torch(nb::cast<std::string>(nb::str(tensor_dtype))); }
+DType dtype_of(const nb::handle& tensor_dtype) {
+  return dtype_from_torch(nb::cast<std::string>(nb::str(tensor_dtype)));
+}
 
 }  // namespace
 
@@ -141,15 +143,16 @@ NB_MODULE(_C, m) {
       .def_prop_ro("isa", &CompiledGraph::isa)
       .def_prop_ro("num_inputs", [](const CompiledGraph& c) { return c.graph().inputs().size(); })
       .def_prop_ro("num_outputs", [](const CompiledGraph& c) { return c.graph().outputs().size(); })
-      .def_prop_ro("times", [](const CompiledGraph& c) {
-        nb::dict d;
-        d["passes"] = c.times().passes;
-        d["codegen"] = c.times().codegen;
-        d["compiler"] = c.times().compiler;
-        d["total"] = c.times().total;
-        d["cache_hit"] = c.times().cache_hit;
-        return d;
-      })
+      .def_prop_ro("times",
+                   [](const CompiledGraph& c) {
+                     nb::dict d;
+                     d["passes"] = c.times().passes;
+                     d["codegen"] = c.times().codegen;
+                     d["compiler"] = c.times().compiler;
+                     d["total"] = c.times().total;
+                     d["cache_hit"] = c.times().cache_hit;
+                     return d;
+                   })
       .def("output_layout",
            [](const CompiledGraph& c, size_t j, const std::vector<int64_t>& syms) {
              std::vector<int64_t> sizes, strides;
@@ -165,37 +168,39 @@ NB_MODULE(_C, m) {
              for (size_t i = 0; i < c.graph().symbols.size(); ++i) env[c.graph().symbols[i]] = syms.at(i);
              return nb::make_tuple(a->of_output ? "output" : "input", a->input, a->offset.eval(env));
            })
-      .def("output_dtype", [](const CompiledGraph& c, size_t j) {
-        return std::string(dtype_name(c.graph().type(c.graph().outputs().at(j).value).dtype));
-      })
-      .def("run",
-           [](CompiledGraph& c, nb::list inputs, nb::list outputs, const std::vector<int64_t>& syms, bool check) {
-             size_t ni = nb::len(inputs), no = nb::len(outputs);
-             std::vector<void*> buffers(ni + no, nullptr);
-             std::vector<TensorView> views(ni);
-             std::vector<TensorArg> args(ni);
-             for (size_t i = 0; i < ni; ++i) {
-               read_tensor(inputs[i].ptr(), views[i]);
-               args[i] = views[i].arg;
-               buffers[i] = views[i].arg.data;
-             }
-             for (size_t j = 0; j < no; ++j) {
-               nb::handle o = outputs[j];
-               buffers[ni + j] = o.is_none() ? nullptr : kiln::bindings::tensor_data(o.ptr());
-             }
-             if (check) c.check_inputs(args, syms);
-             nb::gil_scoped_release release;
-             c.run(buffers.data(), syms);
-           },
-           nb::arg("inputs"), nb::arg("outputs"), nb::arg("syms"), nb::arg("check") = true);
+      .def("output_dtype",
+           [](const CompiledGraph& c, size_t j) {
+             return std::string(dtype_name(c.graph().type(c.graph().outputs().at(j).value).dtype));
+           })
+      .def(
+          "run",
+          [](CompiledGraph& c, nb::list inputs, nb::list outputs, const std::vector<int64_t>& syms, bool check) {
+            size_t ni = nb::len(inputs), no = nb::len(outputs);
+            std::vector<void*> buffers(ni + no, nullptr);
+            std::vector<TensorView> views(ni);
+            std::vector<TensorArg> args(ni);
+            for (size_t i = 0; i < ni; ++i) {
+              read_tensor(inputs[i].ptr(), views[i]);
+              args[i] = views[i].arg;
+              buffers[i] = views[i].arg.data;
+            }
+            for (size_t j = 0; j < no; ++j) {
+              nb::handle o = outputs[j];
+              buffers[ni + j] = o.is_none() ? nullptr : kiln::bindings::tensor_data(o.ptr());
+            }
+            if (check) c.check_inputs(args, syms);
+            nb::gil_scoped_release release;
+            c.run(buffers.data(), syms);
+          },
+          nb::arg("inputs"), nb::arg("outputs"), nb::arg("syms"), nb::arg("check") = true);
 
   m.def(
       "compile",
-      [](const AtenImporter& b, const std::string& include_dir, const std::string& lib_dir, const std::string& debug_dir,
-         const std::string& mode, bool verify, const std::vector<bool>& alias_ok,
+      [](const AtenImporter& b, const std::string& include_dir, const std::string& lib_dir,
+         const std::string& debug_dir, const std::string& mode, bool verify, const std::vector<bool>& alias_ok,
          const std::vector<std::pair<int32_t, int32_t>>& in_place, int gemm_bf16_planes, const std::string& isa) {
-        CompileOptions o{include_dir, lib_dir, debug_dir, mode, verify, alias_ok, in_place, gemm_bf16_planes,
-                         Target::named(isa)};
+        CompileOptions o{include_dir, lib_dir,          debug_dir,         mode, verify, alias_ok,
+                         in_place,    gemm_bf16_planes, Target::named(isa)};
         nb::gil_scoped_release release;
         return CompiledGraph::compile(b.graph(), o);
       },
@@ -274,7 +279,6 @@ NB_MODULE(_C, m) {
     fast.types[1] = reinterpret_cast<PyTypeObject*>(parameter_type.ptr());
     fast.fn = reinterpret_cast<void* (*)(PyObject*)>(address);
   });
-  m.def("run_passes", [](const std::string& text) {
-    return print_graph(run_graph_pipeline(parse_graph(text), PipelineOptions{}));
-  });
+  m.def("run_passes",
+        [](const std::string& text) { return print_graph(run_graph_pipeline(parse_graph(text), PipelineOptions{})); });
 }

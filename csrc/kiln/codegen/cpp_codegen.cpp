@@ -70,7 +70,8 @@ struct Gen {
     };
     lines.push_back("  const Frame& F = *static_cast<const Frame*>(frame);");
     for (const auto& s : g.symbols)
-      if (used(c_symbol_name(s))) lines.push_back(str_cat("  const int64_t ", c_symbol_name(s), " = F.", c_symbol_name(s), ";"));
+      if (used(c_symbol_name(s)))
+        lines.push_back(str_cat("  const int64_t ", c_symbol_name(s), " = F.", c_symbol_name(s), ";"));
     for (ValueId v : stored_values())
       if (used(str_cat("v", v)))
         lines.push_back(str_cat("  ", ptr_type(g.type(v).dtype), written_in_place(v) ? " v" : " __restrict__ v", v,
@@ -94,14 +95,17 @@ struct Gen {
   void loops_open(ExprEmitter& e, const Stage& s, const std::vector<SymExpr>& sizes) {
     for (size_t k = 0; k < s.inner_dims.size(); ++k) {
       std::string iv = "i" + std::to_string(k);
-      e.open(str_cat("for (int64_t ", iv, " = 0; ", iv, " < ", idx(sizes[static_cast<size_t>(s.inner_dims[k])]), "; ++", iv, ") {"));
+      e.open(str_cat("for (int64_t ", iv, " = 0; ", iv, " < ", idx(sizes[static_cast<size_t>(s.inner_dims[k])]), "; ++",
+                     iv, ") {"));
     }
   }
 
   std::vector<SymExpr> domain_coords(const Stage& s) {
     std::vector<SymExpr> c(s.domain.size());
-    for (size_t k = 0; k < s.outer_dims.size(); ++k) c[static_cast<size_t>(s.outer_dims[k])] = SymExpr::symbol("o" + std::to_string(k));
-    for (size_t k = 0; k < s.inner_dims.size(); ++k) c[static_cast<size_t>(s.inner_dims[k])] = SymExpr::symbol("i" + std::to_string(k));
+    for (size_t k = 0; k < s.outer_dims.size(); ++k)
+      c[static_cast<size_t>(s.outer_dims[k])] = SymExpr::symbol("o" + std::to_string(k));
+    for (size_t k = 0; k < s.inner_dims.size(); ++k)
+      c[static_cast<size_t>(s.inner_dims[k])] = SymExpr::symbol("i" + std::to_string(k));
     return c;
   }
 
@@ -171,10 +175,24 @@ struct Gen {
     std::string init, step;
     bool arg = n.op == Op::argmax || n.op == Op::argmin;
     switch (n.op) {
-      case Op::sum: init = "0"; step = "acc + x"; break;
-      case Op::prod: init = "1"; step = "acc * x"; break;
-      case Op::amax: case Op::argmax: init = str_cat("kiln_rt::lowest<", T, ">()"); step = "kiln_rt::max_step(acc, x)"; break;
-      case Op::amin: case Op::argmin: init = str_cat("kiln_rt::highest<", T, ">()"); step = "kiln_rt::min_step(acc, x)"; break;
+      case Op::sum:
+        init = "0";
+        step = "acc + x";
+        break;
+      case Op::prod:
+        init = "1";
+        step = "acc * x";
+        break;
+      case Op::amax:
+      case Op::argmax:
+        init = str_cat("kiln_rt::lowest<", T, ">()");
+        step = "kiln_rt::max_step(acc, x)";
+        break;
+      case Op::amin:
+      case Op::argmin:
+        init = str_cat("kiln_rt::highest<", T, ">()");
+        step = "kiln_rt::min_step(acc, x)";
+        break;
       default: throw InternalError("unknown reduction");
     }
     std::string acc_t(dtype_c_type(arg ? in_t : rt));
@@ -219,7 +237,8 @@ struct Gen {
       e.line(str_cat("for (int l = 0; l < ", kLanes, "; ++l) lanes[l] = acc_init;"));
       for (size_t k = 0; k < last; ++k) {
         std::string v = "i" + std::to_string(k);
-        e.open(str_cat("for (int64_t ", v, " = 0; ", v, " < ", idx(s.domain[static_cast<size_t>(s.inner_dims[k])]), "; ++", v, ") {"));
+        e.open(str_cat("for (int64_t ", v, " = 0; ", v, " < ", idx(s.domain[static_cast<size_t>(s.inner_dims[k])]),
+                       "; ++", v, ") {"));
       }
       std::string lanes = "lanes";
       std::string begin = "0", end = len;
@@ -313,8 +332,9 @@ struct Gen {
       inner = inner * k.outer[d];
     }
     for (const Stage& s : k.stages) {
-      e.line(str_cat("// stage %", s.value, s.dest_output >= 0 ? str_cat(" -> output ", s.dest_output) : "",
-                     g.producer(s.value) && !g.producer(s.value)->origin.empty() ? " from " + g.producer(s.value)->origin : ""));
+      e.line(str_cat(
+          "// stage %", s.value, s.dest_output >= 0 ? str_cat(" -> output ", s.dest_output) : "",
+          g.producer(s.value) && !g.producer(s.value)->origin.empty() ? " from " + g.producer(s.value)->origin : ""));
       if (s.reduction)
         reduce_stage(e, s);
       else
@@ -347,9 +367,7 @@ struct Gen {
     return w;
   }
 
-  std::string pointer_of(const AffineLayout& l) {
-    return str_cat("(F.v", l.base, " + ", idx(l.offset), ")");
-  }
+  std::string pointer_of(const AffineLayout& l) { return str_cat("(F.v", l.base, " + ", idx(l.offset), ")"); }
 
   // "{b1, b2, row, col}" element strides of a rank-3 or rank-4 attention operand (rank 3: b1 = 1).
   std::string attention_strides(const std::vector<SymExpr>& st, size_t count = 4) {
@@ -379,11 +397,12 @@ struct Gen {
     std::string ty = t == DType::F32 ? "float" : "double", sfx = t == DType::F32 ? "f32" : "f64";
     std::string b1 = r == 4 ? idx(qs[0]) : "1", b2 = idx(qs[r - 3]);
     lines.push_back(str_cat("  {  // ", n.origin));
-    lines.push_back(str_cat("    const int64_t shape[6] = {", b1, ", ", b2, ", ", idx(qs[r - 2]), ", ", idx(ks[r - 2]), ", ",
-                            idx(qs[r - 1]), ", ", idx(vs[r - 1]), "};"));
+    lines.push_back(str_cat("    const int64_t shape[6] = {", b1, ", ", b2, ", ", idx(qs[r - 2]), ", ", idx(ks[r - 2]),
+                            ", ", idx(qs[r - 1]), ", ", idx(vs[r - 1]), "};"));
     for (size_t i = 0; i < in.size(); ++i) {
       bool is_lse = !fwd && i == 5;
-      lines.push_back(str_cat("    const int64_t st", i, "[4] = ", attention_strides(in[i].strides, is_lse ? 3 : 4), ";"));
+      lines.push_back(
+          str_cat("    const int64_t st", i, "[4] = ", attention_strides(in[i].strides, is_lse ? 3 : 4), ";"));
     }
     std::string causal = n.attr_bool("causal") ? "1" : "0";
     std::string scale = float_literal(n.attr_float("scale"), t);
@@ -410,12 +429,12 @@ struct Gen {
       dest.push_back(str_cat(ptr, ", rst", p));
     }
     if (fwd) {
-      lines.push_back(str_cat("    kk.attention_fwd_", sfx, "(shape, ", causal, ", ", scale, ", ", arg(0), ", ", arg(1), ", ",
-                              arg(2), ", ", dest[0], ", ", dest[1], ");"));
+      lines.push_back(str_cat("    kk.attention_fwd_", sfx, "(shape, ", causal, ", ", scale, ", ", arg(0), ", ", arg(1),
+                              ", ", arg(2), ", ", dest[0], ", ", dest[1], ");"));
     } else {
-      lines.push_back(str_cat("    kk.attention_bwd_", sfx, "(shape, ", causal, ", ", scale, ", ", arg(0), ", ", arg(1), ", ",
-                              arg(2), ", ", arg(3), ", ", arg(4), ", ", arg(5), ", ", dest[0], ", ", dest[1], ", ", dest[2],
-                              ");"));
+      lines.push_back(str_cat("    kk.attention_bwd_", sfx, "(shape, ", causal, ", ", scale, ", ", arg(0), ", ", arg(1),
+                              ", ", arg(2), ", ", arg(3), ", ", arg(4), ", ", arg(5), ", ", dest[0], ", ", dest[1],
+                              ", ", dest[2], ");"));
     }
     lines.push_back("  }");
   }
@@ -466,8 +485,8 @@ struct Gen {
     const std::string c_args = str_cat("group_c, ", idx(rs.strides[0]), ", ", idx(rs.strides[1]), planes);
     if (st.siblings_share_b) {
       lines.push_back(str_cat("    kk.gemm_shared_b_", sfx, "(", head, ",  // ", origins));
-      lines.push_back(str_cat("        group_a, ", strides(*o), ", ", pointer_of(*s), ", ", strides(*s), ", ", c_args,
-                              ");"));
+      lines.push_back(
+          str_cat("        group_a, ", strides(*o), ", ", pointer_of(*s), ", ", strides(*s), ", ", c_args, ");"));
     } else {
       lines.push_back(str_cat("    ", ep ? "if (!" : "", "kk.gemm_group_", sfx, "(", head, ",  // ", origins));
       lines.push_back(str_cat("        ", pointer_of(*s), ", ", strides(*s), ", group_b, ", strides(*o), ", ", c_args,
@@ -521,14 +540,16 @@ struct Gen {
       DType it = g.type(n.inputs[0]).dtype;
       KILN_USER_CHECK(it == DType::I64 || it == DType::I32, "embedding indices must be int64 or int32");
       KILN_USER_CHECK(rs.strides[1].is_const(1) || rt.sizes[1].is_const(1), "index_add_rows needs unit column stride");
-      KILN_USER_CHECK(ix->strides[0].is_const(1) || g.type(n.inputs[0]).sizes[0].is_const(1), "indices must be contiguous");
+      KILN_USER_CHECK(ix->strides[0].is_const(1) || g.type(n.inputs[0]).sizes[0].is_const(1),
+                      "indices must be contiguous");
       int64_t pad = n.has_attr("padding_idx") ? n.attr_int("padding_idx") : INT64_MIN;
       std::string fn = rt.dtype == DType::F32 ? "kiln_index_add_rows_f32" : "kiln_index_add_rows_f64";
-      lines.push_back(str_cat("  if (", fn, "(", result_ptr, ", ", idx(rt.sizes[0]), ", ", idx(rt.sizes[1]), ", ",
-                              idx(rs.strides[0]), ", ", pointer_of(*ix), ", ", it == DType::I64 ? 1 : 0, ", ",
-                              idx(g.type(n.inputs[0]).sizes[0]), ", ", pointer_of(*src), ", ", idx(src->strides[0]), ", ",
-                              pad == INT64_MIN ? "int64_t(INT64_MIN)" : std::to_string(pad) + "LL",
-                              ") != 0) { kiln_set_error(\"index out of range in embedding backward / index_put\"); return 1; }"));
+      lines.push_back(
+          str_cat("  if (", fn, "(", result_ptr, ", ", idx(rt.sizes[0]), ", ", idx(rt.sizes[1]), ", ",
+                  idx(rs.strides[0]), ", ", pointer_of(*ix), ", ", it == DType::I64 ? 1 : 0, ", ",
+                  idx(g.type(n.inputs[0]).sizes[0]), ", ", pointer_of(*src), ", ", idx(src->strides[0]), ", ",
+                  pad == INT64_MIN ? "int64_t(INT64_MIN)" : std::to_string(pad) + "LL",
+                  ") != 0) { kiln_set_error(\"index out of range in embedding backward / index_put\"); return 1; }"));
       return;
     }
     if (n.op == Op::attention || n.op == Op::attention_backward) {
@@ -546,16 +567,19 @@ struct Gen {
     for (size_t i = 0; i < g.symbols.size(); ++i)
       lines.push_back(str_cat("  F.", c_symbol_name(g.symbols[i]), " = symbols[", i, "];"));
     for (size_t i = 0; i < g.symbols.size(); ++i)
-      lines.push_back(str_cat("  const int64_t ", c_symbol_name(g.symbols[i]), " = F.", c_symbol_name(g.symbols[i]), ";"));
+      lines.push_back(
+          str_cat("  const int64_t ", c_symbol_name(g.symbols[i]), " = F.", c_symbol_name(g.symbols[i]), ";"));
     size_t nin = g.inputs().size();
     for (size_t j = 0; j < g.outputs().size(); ++j)
-      lines.push_back(str_cat("  F.out", j, " = static_cast<", ptr_type(g.type(g.outputs()[j].value).dtype), ">(buffers[",
-                              nin + j, "]);"));
+      lines.push_back(str_cat("  F.out", j, " = static_cast<", ptr_type(g.type(g.outputs()[j].value).dtype),
+                              ">(buffers[", nin + j, "]);"));
     for (ValueId v : stored_values()) {
       const Storage& s = plan.storage[static_cast<size_t>(v)];
       std::string pt = ptr_type(g.type(v).dtype);
       switch (s.kind) {
-        case Storage::Kind::Input: lines.push_back(str_cat("  F.v", v, " = static_cast<", pt, ">(buffers[", s.index, "]);")); break;
+        case Storage::Kind::Input:
+          lines.push_back(str_cat("  F.v", v, " = static_cast<", pt, ">(buffers[", s.index, "]);"));
+          break;
         case Storage::Kind::Output: lines.push_back(str_cat("  F.v", v, " = F.out", s.index, ";")); break;
         case Storage::Kind::Arena:
           lines.push_back(str_cat("  F.v", v, " = reinterpret_cast<", pt, ">(arena + ", idx(s.offset), ");"));
@@ -571,7 +595,8 @@ struct Gen {
         calls_kernels = calls_kernels || op == Op::matmul || op == Op::attention || op == Op::attention_backward;
       }
     if (calls_kernels)
-      lines.push_back(str_cat("  const kiln_kernels& kk = *kiln_kernels_for(", target.isa, ");  // ", target.isa_name()));
+      lines.push_back(
+          str_cat("  const kiln_kernels& kk = *kiln_kernels_for(", target.isa, ");  // ", target.isa_name()));
     lines.push_back("  kiln_rt::clear_index_error();");
     for (const Step& st : plan.steps) {
       if (st.kind == Step::Kind::Extern) {

@@ -42,7 +42,8 @@ std::string c_literal(const Attr& value, DType t, const std::vector<std::string>
     if (*i == INT64_MIN) return "int64_t(INT64_MIN)";
     return ty + "(" + std::to_string(*i) + "LL)";
   }
-  if (auto* b = std::get_if<bool>(&value)) return t == DType::Bool ? (*b ? "true" : "false") : ty + "(" + (*b ? "1" : "0") + ")";
+  if (auto* b = std::get_if<bool>(&value))
+    return t == DType::Bool ? (*b ? "true" : "false") : ty + "(" + (*b ? "1" : "0") + ")";
   if (auto* e = std::get_if<SymExpr>(&value)) return "static_cast<" + ty + ">(" + c_index(*e, syms) + ")";
   throw InternalError("bad literal attribute");
 }
@@ -87,9 +88,9 @@ std::string ExprEmitter::compute(const Node& n, const std::vector<SymExpr>& coor
       // iota: start + step * coordinate along dim
       const SymExpr& c = coords[static_cast<size_t>(n.attr_int("dim"))];
       std::string r = temp();
-      line(str_cat("const ", ty, " ", r, " = static_cast<", ty, ">(", c_literal(n.attrs.at("start"), t.dtype, g_.symbols),
-                   " + ", c_literal(n.attrs.at("step"), t.dtype, g_.symbols), " * static_cast<", ty, ">(", idx(c),
-                   "));"));
+      line(str_cat("const ", ty, " ", r, " = static_cast<", ty, ">(",
+                   c_literal(n.attrs.at("start"), t.dtype, g_.symbols), " + ",
+                   c_literal(n.attrs.at("step"), t.dtype, g_.symbols), " * static_cast<", ty, ">(", idx(c), "));"));
       return r;
     }
     case OpKind::Pointwise: {
@@ -124,7 +125,8 @@ std::string ExprEmitter::compute(const Node& n, const std::vector<SymExpr>& coor
           ValueId in = n.inputs[k];
           SymExpr end = off + g_.type(in).sizes[d];
           bool last = k + 1 == n.inputs.size();
-          std::string head = std::string(k ? "else " : "") + (last ? "{" : str_cat("if (", idx(coords[d]), " < ", idx(end), ") {"));
+          std::string head =
+              std::string(k ? "else " : "") + (last ? "{" : str_cat("if (", idx(coords[d]), " < ", idx(end), ") {"));
           open(head);
           auto c = coords;
           c[d] = c[d] - off;
@@ -204,7 +206,8 @@ std::string ExprEmitter::pointwise(const Node& n, const std::vector<std::string>
     case Op::tanh: return call("kiln_rt::tanh");
     case Op::sigmoid: return call("kiln_rt::sigmoid");
     case Op::erf: return call("kiln_rt::erf");
-    case Op::relu: return is_floating(in_t) ? call("kiln_rt::relu") : str_cat("(", a[0], " > 0 ? ", a[0], " : ", T, "(0))");
+    case Op::relu:
+      return is_floating(in_t) ? call("kiln_rt::relu") : str_cat("(", a[0], " > 0 ? ", a[0], " : ", T, "(0))");
     case Op::silu: return call("kiln_rt::silu");
     case Op::gelu: return call("kiln_rt::gelu");
     case Op::gelu_tanh: return call("kiln_rt::gelu_tanh");

@@ -130,7 +130,8 @@ std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, con
     cg->times_.passes = lowered.passes_seconds;
     cg->times_.codegen = lowered.emit_seconds;
     std::string source = lowered.cpp;
-    source += "\nextern \"C\" const char* kiln_metadata() { return " + c_string_literal(metadata_text(optimized, plan)) + "; }\n";
+    source += "\nextern \"C\" const char* kiln_metadata() { return " +
+              c_string_literal(metadata_text(optimized, plan)) + "; }\n";
     if (!opt.debug_dir.empty()) {
       write_file(opt.debug_dir, "90-kernels.txt", describe_plan(optimized, plan));
       write_file(opt.debug_dir, "91-generated.cpp", source);
@@ -209,11 +210,13 @@ void CompiledGraph::check_inputs(const std::vector<TensorArg>& inputs, const std
     const GraphInput& gi = graph_.inputs()[i];
     const TensorType& t = graph_.type(gi.value);
     const TensorArg& a = inputs[i];
-    KILN_USER_CHECK(a.dtype == t.dtype, "input ", i, " has dtype ", dtype_name(a.dtype), ", compiled for ", dtype_name(t.dtype));
+    KILN_USER_CHECK(a.dtype == t.dtype, "input ", i, " has dtype ", dtype_name(a.dtype), ", compiled for ",
+                    dtype_name(t.dtype));
     KILN_USER_CHECK(a.ndim == t.rank(), "input ", i, " has rank ", a.ndim, ", compiled for ", t.rank());
     for (int64_t d = 0; d < a.ndim; ++d) {
       int64_t want = t.sizes[static_cast<size_t>(d)].eval(env);
-      KILN_USER_CHECK(a.sizes[d] == want, "input ", i, " has size ", a.sizes[d], " in dim ", d, ", compiled for ", want);
+      KILN_USER_CHECK(a.sizes[d] == want, "input ", i, " has size ", a.sizes[d], " in dim ", d, ", compiled for ",
+                      want);
       // A stride only matters where the dim has more than one element.
       if (want > 1) {
         int64_t ws = gi.strides[static_cast<size_t>(d)].eval(env);

@@ -15,9 +15,9 @@
 namespace kiln {
 
 struct CompileOptions {
-  std::string include_dir;     // kiln runtime headers (…/include)
-  std::string lib_dir;         // libkiln_runtime.so
-  std::string debug_dir;       // KILN_DEBUG_DIR/<graph>: every stage written here when set
+  std::string include_dir;  // kiln runtime headers (…/include)
+  std::string lib_dir;      // libkiln_runtime.so
+  std::string debug_dir;    // KILN_DEBUG_DIR/<graph>: every stage written here when set
   std::string mode = "default";
   bool verify = false;         // verify the IR after every pass
   std::vector<bool> alias_ok;  // per output: may be returned as a view of an input

@@ -32,7 +32,9 @@ constexpr const char* kPlanSteps[] = {
 };
 constexpr const char* kEmit = "emit-cpp";
 
-std::string verify_context(const std::string& step, const std::string& what) { return str_cat("after ", step, ": ", what); }
+std::string verify_context(const std::string& step, const std::string& what) {
+  return str_cat("after ", step, ": ", what);
+}
 
 class Lowering {
  public:

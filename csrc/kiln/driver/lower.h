@@ -14,7 +14,7 @@ namespace kiln {
 
 struct LowerOptions {
   Target target = Target::host();
-  std::vector<bool> alias_ok;  // per output: may be returned as a view of an input
+  std::vector<bool> alias_ok;                                    // per output: may be returned as a view of an input
   std::vector<std::pair<int32_t, int32_t>> in_place_candidates;  // (output, input) mutation pairs
   bool verify = false;  // verify the IR after every graph pass and the plan after every planning step
   // Stop after this step ("" runs them all): a graph pass, a planning step or "emit-cpp".
@@ -25,10 +25,10 @@ struct LowerOptions {
 };
 
 struct Lowered {
-  Graph graph;       // after the graph passes
-  KernelPlan plan;   // after the planning steps that ran
-  std::string cpp;   // the translation unit ("" when stopped before emit-cpp)
-  std::string last;  // the name of the last step that ran
+  Graph graph;                                  // after the graph passes
+  KernelPlan plan;                              // after the planning steps that ran
+  std::string cpp;                              // the translation unit ("" when stopped before emit-cpp)
+  std::string last;                             // the name of the last step that ran
   double passes_seconds = 0, emit_seconds = 0;  // graph passes and planning; emit-cpp
 };
 

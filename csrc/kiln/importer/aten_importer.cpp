@@ -31,8 +31,12 @@ const std::map<std::string, LoweringRule>& lowering_rules() {
 bool AtenImporter::supports(const std::string& target) { return lowering_rules().count(target) != 0; }
 
 bool AtenImporter::supports_dtypes(const std::string& target, const std::vector<DType>& dtypes) {
-  static const char* float_only[] = {"aten.mm.default", "aten.bmm.default", "aten.addmm.default", "aten.baddbmm.default",
-                                     "aten.embedding_dense_backward.default", "aten.index_put.default",
+  static const char* float_only[] = {"aten.mm.default",
+                                     "aten.bmm.default",
+                                     "aten.addmm.default",
+                                     "aten.baddbmm.default",
+                                     "aten.embedding_dense_backward.default",
+                                     "aten.index_put.default",
                                      "aten._unsafe_index_put.default",
                                      "aten._scaled_dot_product_flash_attention_for_cpu.default",
                                      "aten._scaled_dot_product_flash_attention_for_cpu_backward.default"};
@@ -41,7 +45,8 @@ bool AtenImporter::supports_dtypes(const std::string& target, const std::vector<
     // Index tensors are integers; every other tensor must be floating.
     int floats = 0;
     for (DType d : dtypes) floats += is_floating(d);
-    if (target.find("index_put") != std::string::npos || target.find("embedding") != std::string::npos) return floats > 0;
+    if (target.find("index_put") != std::string::npos || target.find("embedding") != std::string::npos)
+      return floats > 0;
     return floats == static_cast<int>(dtypes.size());
   }
   return true;
@@ -53,7 +58,8 @@ std::vector<std::string> AtenImporter::supported_targets() {
   return v;
 }
 
-ValueId AtenImporter::add_input(DType dtype, std::vector<SymExpr> sizes, std::vector<SymExpr> strides, std::string name) {
+ValueId AtenImporter::add_input(DType dtype, std::vector<SymExpr> sizes, std::vector<SymExpr> strides,
+                                std::string name) {
   return graph_.add_input(TensorType{dtype, std::move(sizes)}, std::move(strides), std::move(name));
 }
 
@@ -68,8 +74,8 @@ std::vector<ValueId> AtenImporter::add_call(const std::string& target, const std
     const TensorType& got = graph_.type(out[i]);
     TensorType want{results[i].dtype, results[i].sizes};
     if (got != want)
-      throw UserError(str_cat(target, ": kiln computed ", got.str(), " but PyTorch expects ", want.str(),
-                              " (please report this)"));
+      throw UserError(
+          str_cat(target, ": kiln computed ", got.str(), " but PyTorch expects ", want.str(), " (please report this)"));
   }
   return out;
 }

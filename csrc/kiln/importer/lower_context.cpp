@@ -120,7 +120,8 @@ ValueId LowerContext::full(const AtenArg& a, DType t, const std::vector<SymExpr>
     case AtenArg::Kind::Bool: return full(a.b ? 1.0 : 0.0, t, sizes);
     case AtenArg::Kind::Int:
       if (is_floating(t)) return full(static_cast<double>(a.i), t, sizes);
-      return node(Op::full, {}, {{"value", t == DType::Bool ? Attr(a.i != 0) : Attr(a.i)}, {"dtype", t}, {"sizes", sizes}});
+      return node(Op::full, {},
+                  {{"value", t == DType::Bool ? Attr(a.i != 0) : Attr(a.i)}, {"dtype", t}, {"sizes", sizes}});
     case AtenArg::Kind::Sym: {
       return node(Op::full, {}, {{"value", a.sym}, {"dtype", t}, {"sizes", sizes}});
     }
@@ -150,7 +151,8 @@ DType LowerContext::common_dtype(const std::vector<size_t>& idx) const {
     switch (a.kind) {
       case AtenArg::Kind::Tensor: merge(type(a.tensor).rank() > 0 ? dim_t : zero_t, type(a.tensor).dtype); break;
       case AtenArg::Kind::Bool: merge(wrapped_t, DType::Bool); break;
-      case AtenArg::Kind::Int: case AtenArg::Kind::Sym: merge(wrapped_t, DType::I64); break;
+      case AtenArg::Kind::Int:
+      case AtenArg::Kind::Sym: merge(wrapped_t, DType::I64); break;
       case AtenArg::Kind::Float: merge(wrapped_t, DType::F32); break;  // the default dtype
       default: break;
     }
@@ -174,8 +176,6 @@ int64_t LowerContext::wrap_dim(int64_t d, int64_t rank) const {
   return d;
 }
 
-void LowerContext::unsupported(const std::string& why) const {
-  throw UserError(str_cat(target_, ": ", why));
-}
+void LowerContext::unsupported(const std::string& why) const { throw UserError(str_cat(target_, ": ", why)); }
 
 }  // namespace kiln

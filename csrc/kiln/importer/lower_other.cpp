@@ -21,7 +21,10 @@ std::vector<ValueId> lower_arange(LowerContext& c, size_t start_arg, size_t step
     if (is_floating(t)) return c.float_arg(i);
     return c.int_arg(i);
   };
-  Attrs attrs{{"dim", int64_t{0}}, {"start", num(start_arg, 0)}, {"step", num(step_arg, 1)}, {"dtype", t},
+  Attrs attrs{{"dim", int64_t{0}},
+              {"start", num(start_arg, 0)},
+              {"step", num(step_arg, 1)},
+              {"dtype", t},
               {"sizes", c.out_sizes()}};
   return {c.node(Op::iota, {}, attrs)};
 }
@@ -116,8 +119,8 @@ std::vector<ValueId> lower_scatter(LowerContext& c) {
   const auto& sizes = c.type(base).sizes;
   ValueId src = c.is_tensor(3) ? c.cast(c.tensor(3), c.out_dtype()) : c.full(c.arg(3), c.out_dtype(), is);
   if (c.is_tensor(3) && c.type(src).sizes != is) c.unsupported("scatter src must have the index's sizes");
-  ValueId pos = c.node(Op::iota, {}, {{"dim", d}, {"start", int64_t{0}}, {"step", int64_t{1}}, {"dtype", DType::I64},
-                                     {"sizes", sizes}});
+  ValueId pos = c.node(
+      Op::iota, {}, {{"dim", d}, {"start", int64_t{0}}, {"step", int64_t{1}}, {"dtype", DType::I64}, {"sizes", sizes}});
   ValueId hit = c.node(Op::eq, {pos, c.expand_to(c.cast(index, DType::I64), sizes)});
   return {c.node(Op::where, {hit, c.expand_to(src, sizes), base})};
 }

@@ -36,7 +36,8 @@ LoweringRule add_like(Op op) {
     ValueId b = c.operand(1, t, c.out_sizes());
     if (c.has(2)) {
       const AtenArg& alpha = c.arg(2);
-      bool one = (alpha.kind == AtenArg::Kind::Int && alpha.i == 1) || (alpha.kind == AtenArg::Kind::Float && alpha.f == 1.0);
+      bool one =
+          (alpha.kind == AtenArg::Kind::Int && alpha.i == 1) || (alpha.kind == AtenArg::Kind::Float && alpha.f == 1.0);
       if (!one) b = c.node(Op::mul, {b, c.full(alpha, t, c.out_sizes())});
     }
     return {c.node(op, {a, b})};
@@ -112,13 +113,31 @@ std::vector<ValueId> lower_gelu(LowerContext& c) {
 }  // namespace
 
 void register_pointwise_rules(Rules& r) {
-  const std::pair<const char*, Op> unary[] = {
-      {"neg", Op::neg}, {"abs", Op::abs}, {"exp", Op::exp}, {"exp2", Op::exp2}, {"expm1", Op::expm1},
-      {"log", Op::log}, {"log2", Op::log2}, {"log1p", Op::log1p}, {"sqrt", Op::sqrt}, {"rsqrt", Op::rsqrt},
-      {"reciprocal", Op::reciprocal}, {"sin", Op::sin}, {"cos", Op::cos}, {"tan", Op::tan}, {"tanh", Op::tanh},
-      {"sigmoid", Op::sigmoid}, {"erf", Op::erf}, {"relu", Op::relu}, {"silu", Op::silu}, {"floor", Op::floor},
-      {"ceil", Op::ceil}, {"round", Op::round}, {"trunc", Op::trunc}, {"sign", Op::sign},
-      {"bitwise_not", Op::bitwise_not}};
+  const std::pair<const char*, Op> unary[] = {{"neg", Op::neg},
+                                              {"abs", Op::abs},
+                                              {"exp", Op::exp},
+                                              {"exp2", Op::exp2},
+                                              {"expm1", Op::expm1},
+                                              {"log", Op::log},
+                                              {"log2", Op::log2},
+                                              {"log1p", Op::log1p},
+                                              {"sqrt", Op::sqrt},
+                                              {"rsqrt", Op::rsqrt},
+                                              {"reciprocal", Op::reciprocal},
+                                              {"sin", Op::sin},
+                                              {"cos", Op::cos},
+                                              {"tan", Op::tan},
+                                              {"tanh", Op::tanh},
+                                              {"sigmoid", Op::sigmoid},
+                                              {"erf", Op::erf},
+                                              {"relu", Op::relu},
+                                              {"silu", Op::silu},
+                                              {"floor", Op::floor},
+                                              {"ceil", Op::ceil},
+                                              {"round", Op::round},
+                                              {"trunc", Op::trunc},
+                                              {"sign", Op::sign},
+                                              {"bitwise_not", Op::bitwise_not}};
   for (auto [name, op] : unary) r[str_cat("aten.", name, ".default")] = arith(op, {0});
   r["aten.isnan.default"] = [](LowerContext& c) -> std::vector<ValueId> { return {c.node(Op::isnan, {c.tensor(0)})}; };
   r["aten.logical_not.default"] = [](LowerContext& c) -> std::vector<ValueId> {
@@ -126,12 +145,19 @@ void register_pointwise_rules(Rules& r) {
   };
   r["aten.gelu.default"] = lower_gelu;
 
-  const std::pair<const char*, Op> binary[] = {
-      {"mul", Op::mul}, {"div", Op::div}, {"maximum", Op::maximum}, {"minimum", Op::minimum},
-      {"remainder", Op::remainder}, {"fmod", Op::fmod}, {"atan2", Op::atan2}, {"bitwise_and", Op::bitwise_and},
-      {"bitwise_or", Op::bitwise_or}, {"bitwise_xor", Op::bitwise_xor}};
+  const std::pair<const char*, Op> binary[] = {{"mul", Op::mul},
+                                               {"div", Op::div},
+                                               {"maximum", Op::maximum},
+                                               {"minimum", Op::minimum},
+                                               {"remainder", Op::remainder},
+                                               {"fmod", Op::fmod},
+                                               {"atan2", Op::atan2},
+                                               {"bitwise_and", Op::bitwise_and},
+                                               {"bitwise_or", Op::bitwise_or},
+                                               {"bitwise_xor", Op::bitwise_xor}};
   for (auto [name, op] : binary) {
-    for (const char* ov : {"Tensor", "Scalar", "default", "Scalar_Tensor"}) r[str_cat("aten.", name, ".", ov)] = arith(op, {0, 1});
+    for (const char* ov : {"Tensor", "Scalar", "default", "Scalar_Tensor"})
+      r[str_cat("aten.", name, ".", ov)] = arith(op, {0, 1});
   }
   for (const char* ov : {"Tensor", "Scalar"}) {
     r[str_cat("aten.add.", ov)] = add_like(Op::add);

@@ -38,21 +38,21 @@ LoweringRule simple(Op op, size_t dims_arg, size_t keep_arg) {
 
 LoweringRule mean(size_t dims_arg, size_t keep_arg) {
   return [=](LowerContext& c) -> std::vector<ValueId> {
-  DType t = c.out_dtype();
-  ValueId x = c.cast(c.tensor(0), t);
-  auto dims = reduction_dims(c, x, dims_arg);
-  ValueId s = reduce(c, Op::sum, x, dims, c.bool_arg(keep_arg, false));
-  SymExpr n(1);
-  for (auto d : dims) n = n * c.type(x).sizes[static_cast<size_t>(d)];
-  AtenArg count;
-  if (n.is_const()) {
-    count.kind = AtenArg::Kind::Float;
-    count.f = static_cast<double>(n.const_value());
-  } else {
-    count.kind = AtenArg::Kind::Sym;
-    count.sym = n;
-  }
-  return {c.node(Op::div, {s, c.full(count, t, c.type(s).sizes)})};
+    DType t = c.out_dtype();
+    ValueId x = c.cast(c.tensor(0), t);
+    auto dims = reduction_dims(c, x, dims_arg);
+    ValueId s = reduce(c, Op::sum, x, dims, c.bool_arg(keep_arg, false));
+    SymExpr n(1);
+    for (auto d : dims) n = n * c.type(x).sizes[static_cast<size_t>(d)];
+    AtenArg count;
+    if (n.is_const()) {
+      count.kind = AtenArg::Kind::Float;
+      count.f = static_cast<double>(n.const_value());
+    } else {
+      count.kind = AtenArg::Kind::Sym;
+      count.sym = n;
+    }
+    return {c.node(Op::div, {s, c.full(count, t, c.type(s).sizes)})};
   };
 }
 

@@ -27,8 +27,8 @@ struct TensorType {
 };
 
 // Attribute values. Floats keep full precision in text (and spell inf/-inf/nan).
-using Attr = std::variant<bool, int64_t, double, std::string, DType, SymExpr, std::vector<int64_t>,
-                          std::vector<SymExpr>>;
+using Attr =
+    std::variant<bool, int64_t, double, std::string, DType, SymExpr, std::vector<int64_t>, std::vector<SymExpr>>;
 using Attrs = std::map<std::string, Attr>;
 std::string attr_to_string(const Attr& a);
 

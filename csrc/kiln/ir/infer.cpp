@@ -177,7 +177,9 @@ TensorType infer_type(Op op, const std::vector<TensorType>& in, const Attrs& att
         int64_t d = check_dim(get_int(attrs, "dim", op), in[0].rank(), op);
         KILN_CHECK(in[1].dtype == in[0].dtype && in[1].rank() == in[0].rank(), "slice_scatter: src type differs");
         for (int64_t k = 0; k < in[0].rank(); ++k)
-          if (k != d) KILN_CHECK(in[1].sizes[static_cast<size_t>(k)] == in[0].sizes[static_cast<size_t>(k)], "slice_scatter: sizes differ");
+          if (k != d)
+            KILN_CHECK(in[1].sizes[static_cast<size_t>(k)] == in[0].sizes[static_cast<size_t>(k)],
+                       "slice_scatter: sizes differ");
         KILN_CHECK(get_int(attrs, "step", op) >= 1, "slice_scatter: step must be positive");
         get_sym(attrs, "start", op);
         return in[0];
@@ -198,9 +200,12 @@ TensorType infer_type(Op op, const std::vector<TensorType>& in, const Attrs& att
     case OpKind::Extern: {
       if (op == Op::matmul) {
         const TensorType &a = in[0], &b = in[1];
-        KILN_USER_CHECK(is_floating(a.dtype) && a.dtype == b.dtype, "matmul: kiln supports f32/f64 operands of one "
-                        "dtype, got ", a.str(), " and ", b.str());
-        KILN_CHECK(a.rank() == b.rank() && (a.rank() == 2 || a.rank() == 3), "matmul: operands must both be rank 2 or 3");
+        KILN_USER_CHECK(is_floating(a.dtype) && a.dtype == b.dtype,
+                        "matmul: kiln supports f32/f64 operands of one "
+                        "dtype, got ",
+                        a.str(), " and ", b.str());
+        KILN_CHECK(a.rank() == b.rank() && (a.rank() == 2 || a.rank() == 3),
+                   "matmul: operands must both be rank 2 or 3");
         size_t r = static_cast<size_t>(a.rank());
         KILN_CHECK(a.sizes[r - 1] == b.sizes[r - 2], "matmul: inner sizes differ: ", a.str(), " x ", b.str());
         if (r == 3) KILN_CHECK(a.sizes[0] == b.sizes[0], "matmul: batch sizes differ");
@@ -235,7 +240,8 @@ TensorType infer_type(Op op, const std::vector<TensorType>& in, const Attrs& att
         KILN_CHECK(in[0].sizes == out_sizes && in[4].sizes == out_sizes && in[5].sizes == lse_sizes &&
                        in[0].dtype == q.dtype && in[4].dtype == q.dtype && in[5].dtype == q.dtype,
                    "attention_backward: dout, out or lse do not fit");
-        s.push_back(q.sizes[r - 2] * q.sizes[r - 1] + k.sizes[r - 2] * k.sizes[r - 1] + v.sizes[r - 2] * v.sizes[r - 1]);
+        s.push_back(q.sizes[r - 2] * q.sizes[r - 1] + k.sizes[r - 2] * k.sizes[r - 1] +
+                    v.sizes[r - 2] * v.sizes[r - 1]);
         return {q.dtype, s};
       }
       if (op == Op::index_add_rows) {

@@ -35,9 +35,17 @@ std::optional<Op> op_from_name(std::string_view name) {
 
 bool is_comparison(Op op) {
   switch (op) {
-    case Op::eq: case Op::ne: case Op::lt: case Op::le: case Op::gt: case Op::ge:
-    case Op::isnan: case Op::logical_not: case Op::logical_and: case Op::logical_or: case Op::logical_xor:
-      return true;
+    case Op::eq:
+    case Op::ne:
+    case Op::lt:
+    case Op::le:
+    case Op::gt:
+    case Op::ge:
+    case Op::isnan:
+    case Op::logical_not:
+    case Op::logical_and:
+    case Op::logical_or:
+    case Op::logical_xor: return true;
     default: return false;
   }
 }

@@ -17,6 +17,7 @@ enum class OpKind : uint8_t {
 
 // X(name, kind, arity, commutative, fn) — arity -1 means variadic. `fn` is the C++ spelling used by
 // generated code for pointwise ops (a function in the generated prelude, or empty).
+// clang-format off: one op per line, aligned
 #define KILN_FOR_EACH_OP(X)                        \
   /* pointwise unary */                            \
   X(neg, Pointwise, 1, false)                      \
@@ -106,6 +107,7 @@ enum class OpKind : uint8_t {
   X(attention, Extern, 3, false)                  \
   /* {causal,scale}: dout, q, k, v, out, lse -> [.., Sq*D + Sk*D + Sk*Dv]: dq, dk, dv flattened */ \
   X(attention_backward, Extern, 6, false)
+// clang-format on
 
 enum class Op : uint16_t {
 #define KILN_OP_ENUM(name, kind, arity, comm) name,

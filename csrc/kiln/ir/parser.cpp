@@ -27,7 +27,8 @@ class Parser {
     keyword("graph");
     expect('(');
     if (!eat(')')) {
-      do input(); while (eat(','));
+      do input();
+      while (eat(','));
       expect(')');
     }
     if (eat_keyword("symbols")) symbols();
@@ -39,7 +40,8 @@ class Parser {
     }
     keyword("return");
     if (!at('}')) {
-      do output(); while (eat(','));
+      do output();
+      while (eat(','));
     }
     expect('}');
     if (p_ != t_.size()) fail(p_, "expected the end of the input after the graph's '}'");
@@ -201,8 +203,7 @@ class Parser {
     if (!eat_keyword("strides")) return contiguous_strides(t.sizes);
     size_t pos = p_;
     auto s = size_list();
-    if (s.size() != t.sizes.size())
-      fail(pos, str_cat("strides ", to_string(s), " do not match the rank of ", t.str()));
+    if (s.size() != t.sizes.size()) fail(pos, str_cat("strides ", to_string(s), " do not match the rank of ", t.str()));
     return s;
   }
 
@@ -376,7 +377,8 @@ class Parser {
     expect('(');
     std::vector<ValueId> ins;
     if (!eat(')')) {
-      do ins.push_back(use()); while (eat(','));
+      do ins.push_back(use());
+      while (eat(','));
       expect(')');
     }
     Attrs a = attrs();

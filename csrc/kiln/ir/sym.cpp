@@ -82,8 +82,7 @@ struct SymBuilder {
     return "?";
   }
   static std::string wrap(const SymExpr& e) {
-    if (e.kind() == SymExpr::Kind::Add || e.kind() == SymExpr::Kind::Mul ||
-        (e.is_const() && e.const_value() < 0))
+    if (e.kind() == SymExpr::Kind::Add || e.kind() == SymExpr::Kind::Mul || (e.is_const() && e.const_value() < 0))
       return "(" + e.str() + ")";
     return e.str();
   }
@@ -369,7 +368,8 @@ SymExpr SymExpr::make(Kind k, std::vector<SymExpr> a) {
 std::string SymExpr::to_c(const std::function<std::string(const std::string&)>& name) const {
   auto paren = [&](const SymExpr& e) { return "(" + e.to_c(name) + ")"; };
   switch (kind()) {
-    case Kind::Const: return node_->value < 0 ? "(" + std::to_string(node_->value) + "L)" : std::to_string(node_->value) + "L";
+    case Kind::Const:
+      return node_->value < 0 ? "(" + std::to_string(node_->value) + "L)" : std::to_string(node_->value) + "L";
     case Kind::Symbol: return name ? name(node_->name) : node_->name;
     case Kind::Add: {
       std::string s;
@@ -388,8 +388,12 @@ std::string SymExpr::to_c(const std::function<std::string(const std::string&)>& 
     case Kind::FloorDiv: return "(" + paren(args()[0]) + " / " + paren(args()[1]) + ")";
     case Kind::Mod: return "(" + paren(args()[0]) + " % " + paren(args()[1]) + ")";
     // Plain conditionals: generated code includes no standard header for std::min/max.
-    case Kind::Min: return "(" + paren(args()[0]) + " < " + paren(args()[1]) + " ? " + paren(args()[0]) + " : " + paren(args()[1]) + ")";
-    case Kind::Max: return "(" + paren(args()[0]) + " > " + paren(args()[1]) + " ? " + paren(args()[0]) + " : " + paren(args()[1]) + ")";
+    case Kind::Min:
+      return "(" + paren(args()[0]) + " < " + paren(args()[1]) + " ? " + paren(args()[0]) + " : " + paren(args()[1]) +
+             ")";
+    case Kind::Max:
+      return "(" + paren(args()[0]) + " > " + paren(args()[1]) + " ? " + paren(args()[0]) + " : " + paren(args()[1]) +
+             ")";
   }
   return "?";
 }

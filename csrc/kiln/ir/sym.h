@@ -23,14 +23,14 @@ class SymExpr {
  public:
   enum class Kind : uint8_t { Const, Symbol, Add, Mul, FloorDiv, Mod, Min, Max };
 
-  SymExpr();  // the constant 0
+  SymExpr();               // the constant 0
   SymExpr(int64_t value);  // NOLINT: implicit so sizes read naturally (x.sizes = {4, s0})
   static SymExpr symbol(const std::string& name);
 
   Kind kind() const;
   bool is_const() const { return kind() == Kind::Const; }
   bool is_const(int64_t v) const { return is_const() && const_value() == v; }
-  int64_t const_value() const;          // requires is_const()
+  int64_t const_value() const;             // requires is_const()
   const std::string& symbol_name() const;  // requires kind() == Symbol
   const std::vector<SymExpr>& args() const;
 

@@ -21,8 +21,8 @@ enum : unsigned {
   kInts = 1u << 6,
   kSyms = 1u << 7,
 };
-constexpr unsigned kSize = kInt | kSym;      // a (possibly symbolic) integer
-constexpr unsigned kSizes = kInts | kSyms;   // a list of them
+constexpr unsigned kSize = kInt | kSym;     // a (possibly symbolic) integer
+constexpr unsigned kSizes = kInts | kSyms;  // a list of them
 constexpr unsigned kScalar = kBool | kInt | kFloat;
 
 struct AttrRule {
@@ -34,8 +34,8 @@ std::vector<AttrRule> rules_for(Op op) {
   switch (op) {
     case Op::cast: return {{"dtype", kDType}};
     case Op::full: return {{"value", kScalar | kSym}, {"dtype", kDType}, {"sizes", kSizes}};
-    case Op::iota: return {{"dim", kInt}, {"start", kScalar | kSym}, {"step", kScalar | kSym}, {"dtype", kDType},
-                           {"sizes", kSizes}};
+    case Op::iota:
+      return {{"dim", kInt}, {"start", kScalar | kSym}, {"step", kScalar | kSym}, {"dtype", kDType}, {"sizes", kSizes}};
     case Op::permute: return {{"dims", kInts}};
     case Op::expand:
     case Op::reshape: return {{"sizes", kSizes}};
@@ -124,8 +124,9 @@ void verify_graph(const Graph& g) {
       fail_at(g, n, "result id does not name this node");
     const OpInfo& info = op_info(n.op);
     if (info.arity >= 0 ? static_cast<int>(n.inputs.size()) != info.arity : n.inputs.empty())
-      fail_at(g, n, str_cat(info.name, " takes ", info.arity >= 0 ? std::to_string(info.arity) : "one or more",
-                            " inputs, got ", n.inputs.size()));
+      fail_at(g, n,
+              str_cat(info.name, " takes ", info.arity >= 0 ? std::to_string(info.arity) : "one or more",
+                      " inputs, got ", n.inputs.size()));
     std::vector<TensorType> types;
     for (ValueId v : n.inputs) {
       if (!in_range(v)) fail_at(g, n, str_cat("input %", v, " does not exist"));
@@ -145,8 +146,7 @@ void verify_graph(const Graph& g) {
     std::set<std::string> used;
     collect_symbols(inferred.sizes, used);
     collect_symbols(n.attrs, used);
-    if (std::string bad = undeclared(used, declared); !bad.empty())
-      fail_at(g, n, "uses undeclared symbol(s) " + bad);
+    if (std::string bad = undeclared(used, declared); !bad.empty()) fail_at(g, n, "uses undeclared symbol(s) " + bad);
   }
 
   for (const GraphOutput& out : g.outputs()) {

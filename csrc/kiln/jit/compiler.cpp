@@ -192,8 +192,7 @@ BuildPlan plan_build(const Toolchain& tc, const BuildFlags& flags, std::size_t n
   return plan;
 }
 
-BuildOutcome run_build(const BuildPlan& plan, const std::string& work_dir, const std::string& log_path,
-                       int jobs) {
+BuildOutcome run_build(const BuildPlan& plan, const std::string& work_dir, const std::string& log_path, int jobs) {
   const std::vector<Command> commands = plan.all();
   const std::size_t num_compiles = plan.compiles.size();
   std::vector<int> status(commands.size(), 0);

@@ -47,8 +47,7 @@ struct BuildOutcome {
 
 // Runs the plan in work_dir with up to `jobs` compiles at once (0 = usable cores), then the link.
 // Writes every command and its output, in order, to log_path. Stops at the first failure.
-BuildOutcome run_build(const BuildPlan& plan, const std::string& work_dir, const std::string& log_path,
-                       int jobs = 0);
+BuildOutcome run_build(const BuildPlan& plan, const std::string& work_dir, const std::string& log_path, int jobs = 0);
 
 // The UserError text for a failed build: what failed, where the full log is, that the graph runs eagerly.
 std::string failure_message(const BuildOutcome& outcome, const std::string& log_path);

@@ -134,8 +134,8 @@ std::string ensure_private_dir(const std::string& path) {
   }
   KILN_USER_CHECK(S_ISDIR(st.st_mode), "kiln: the cache path ", path,
                   " exists and is not a directory; set KILN_CACHE_DIR to a directory of your own.");
-  KILN_USER_CHECK(st.st_uid == ::geteuid(), "kiln: refusing the cache directory ", path,
-                  ": it belongs to user id ", st.st_uid, ", not to you (", ::geteuid(),
+  KILN_USER_CHECK(st.st_uid == ::geteuid(), "kiln: refusing the cache directory ", path, ": it belongs to user id ",
+                  st.st_uid, ", not to you (", ::geteuid(),
                   "), and kiln loads code from it. Set KILN_CACHE_DIR to a directory of your own.");
   KILN_USER_CHECK((st.st_mode & (S_IWGRP | S_IWOTH)) == 0, "kiln: refusing the cache directory ", path,
                   ": it is writable by group or others, and kiln loads code from it. Run `chmod 700 ", path,
@@ -156,7 +156,11 @@ std::optional<std::string> DiskCache::lookup(const std::string& key, bool* was_b
   std::string bytes, recorded;
   struct stat st;
   if (::lstat(so.c_str(), &st) != 0) return std::nullopt;  // absent: an ordinary miss
-  bool good = read_all(so, &bytes) && bytes.size() >= 64 && bytes.compare(0, 4, "\x7f" "ELF") == 0 && read_all(hash_path(key), &recorded);
+  bool good = read_all(so, &bytes) && bytes.size() >= 64 &&
+              bytes.compare(0, 4,
+                            "\x7f"
+                            "ELF") == 0 &&
+              read_all(hash_path(key), &recorded);
   if (good) {
     recorded.erase(recorded.find_last_not_of(" \n\r\t") + 1);
     good = recorded == sha256_hex(bytes);
@@ -193,7 +197,8 @@ std::optional<std::string> DiskCache::load_blob(const std::string& key, bool* wa
   std::string bytes;
   if (read_all(path, &bytes)) {
     const size_t nl = bytes.find('\n');
-    if (nl != std::string::npos && bytes.compare(0, nl, sha256_hex(bytes.substr(nl + 1))) == 0) return bytes.substr(nl + 1);
+    if (nl != std::string::npos && bytes.compare(0, nl, sha256_hex(bytes.substr(nl + 1))) == 0)
+      return bytes.substr(nl + 1);
   }
   if (was_bad) *was_bad = true;
   std::error_code ec;
@@ -209,8 +214,8 @@ void DiskCache::store_blob(const std::string& key, const std::string& payload) c
 std::string DiskCache::make_work_dir(const std::string& prefix) const {
   make_dir(dir_ + "/tmp");
   std::string path = str_cat(dir_, "/tmp/", prefix, "-XXXXXX");
-  KILN_USER_CHECK(::mkdtemp(path.data()) != nullptr, "kiln: cannot create a build directory in ", dir_, "/tmp: ",
-                  std::strerror(errno));
+  KILN_USER_CHECK(::mkdtemp(path.data()) != nullptr, "kiln: cannot create a build directory in ", dir_,
+                  "/tmp: ", std::strerror(errno));
   return path;
 }
 

@@ -112,14 +112,14 @@ Prepared prepare(const BuildRequest& request) {
   KILN_CHECK(!request.key.empty(), "BuildRequest.key is empty");
   Prepared p;
   p.toolchain = toolchain();
-  p.flags = build_flags(*p.toolchain, request.target_flags.empty() ? std::vector<std::string>{"-march=native"}
-                                                                   : request.target_flags,
+  p.flags = build_flags(*p.toolchain,
+                        request.target_flags.empty() ? std::vector<std::string>{"-march=native"} : request.target_flags,
                         request.include_dir, request.lib_dir, request.link_runtime);
   // Each field on its own labelled line, so no two different requests hash the same text.
-  p.key_material = str_cat("kiln jit key v1\n", "request key: ", request.key, "\n", p.toolchain->identity(),
-                           "build compile flags: ", join(p.flags.compile), "\n",
-                           "build link flags: ", join(p.flags.link), "\n",
-                           "runtime headers sha256: ", runtime_headers_hash(request.include_dir), "\n");
+  p.key_material =
+      str_cat("kiln jit key v1\n", "request key: ", request.key, "\n", p.toolchain->identity(),
+              "build compile flags: ", join(p.flags.compile), "\n", "build link flags: ", join(p.flags.link), "\n",
+              "runtime headers sha256: ", runtime_headers_hash(request.include_dir), "\n");
   p.key = sha256_hex(p.key_material);
   return p;
 }
@@ -132,8 +132,7 @@ std::string build_script(const BuildPlan& plan, const std::string& key) {
 }
 
 // The debug dir holds the sources, build.sh and the key's inputs, whether or not we compile.
-void write_debug_files(const std::string& dir, const BuildRequest& request, const Prepared& p,
-                       const BuildPlan& plan) {
+void write_debug_files(const std::string& dir, const BuildRequest& request, const Prepared& p, const BuildPlan& plan) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   KILN_USER_CHECK(!ec, "kiln: cannot create the debug directory ", dir, ": ", ec.message());
@@ -257,8 +256,8 @@ BuildResult build_or_load(const BuildRequest& request) {
   std::lock_guard<std::mutex> lock(entry->build_mutex);
   if (auto result = load_existing(p, *entry)) {
     if (!request.debug_dir.empty()) {
-      const BuildPlan plan = plan_build(*p.toolchain, p.flags, std::max<std::size_t>(request.sources.size(), 1),
-                                        kOutputName);
+      const BuildPlan plan =
+          plan_build(*p.toolchain, p.flags, std::max<std::size_t>(request.sources.size(), 1), kOutputName);
       write_debug_files(request.debug_dir, request, p, plan);
       write_text(request.debug_dir + "/compile.log", "cache hit: " + result->so_path + "\n");
     }

@@ -47,11 +47,11 @@ std::string cache_dir();  // resolved, created (0700) and checked
 
 // Counters since process start, for kiln.stats().
 struct JitStats {
-  std::int64_t compiles = 0;      // builds that ran the compiler
-  std::int64_t disk_hits = 0;     // loaded from the disk cache
-  std::int64_t memory_hits = 0;   // already loaded in this process
-  std::int64_t bad_entries = 0;   // cache entries found corrupt (or unloadable) and rebuilt
-  double compile_seconds = 0;     // total time in the compiler
+  std::int64_t compiles = 0;     // builds that ran the compiler
+  std::int64_t disk_hits = 0;    // loaded from the disk cache
+  std::int64_t memory_hits = 0;  // already loaded in this process
+  std::int64_t bad_entries = 0;  // cache entries found corrupt (or unloadable) and rebuilt
+  double compile_seconds = 0;    // total time in the compiler
 };
 JitStats stats();
 void note_bad_entry();  // a corrupt non-code cache entry was found (and deleted)

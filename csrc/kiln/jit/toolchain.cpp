@@ -174,8 +174,7 @@ std::shared_ptr<const Toolchain> detect() {
   cmd.push_back("--version");
   int status = 0;
   std::string out = run_capture(cmd, &status);
-  KILN_USER_CHECK(status == 0, "kiln: `", shell_quote(cmd), "` failed (exit status ", status, "):\n", out,
-                  kHowToFix);
+  KILN_USER_CHECK(status == 0, "kiln: `", shell_quote(cmd), "` failed (exit status ", status, "):\n", out, kHowToFix);
   tc->version = out.substr(0, out.find('\n'));
 
   // -### prints what the driver would run, without running it: ~2 ms, and it shows -march=native
@@ -183,8 +182,8 @@ std::shared_ptr<const Toolchain> detect() {
   cmd = tc->command;
   cmd.insert(cmd.end(), {"-march=native", "-###", "-x", "c++", "-c", "/dev/null", "-o", "/dev/null"});
   out = run_capture(cmd, &status);
-  KILN_USER_CHECK(status == 0, "kiln: ", tc->command[0], " cannot compile for -march=native (`",
-                  shell_quote(cmd), "` exit status ", status, "):\n", out, kHowToFix);
+  KILN_USER_CHECK(status == 0, "kiln: ", tc->command[0], " cannot compile for -march=native (`", shell_quote(cmd),
+                  "` exit status ", status, "):\n", out, kHowToFix);
   parse_target(out, *tc);
   if (tc->isa.empty()) target_from_macros(*tc);
 

@@ -7,11 +7,11 @@
 namespace kiln::jit {
 
 struct Toolchain {
-  std::vector<std::string> command;  // program (absolute path) plus any leading words from $CXX
-  std::string real_path;             // the program with symlinks resolved (alternatives, versions)
-  std::string version;               // first line of `--version`
-  std::string isa;                   // what -march=native resolves to, e.g. "cooperlake"
-  std::string target_flags;          // every target option -march=native expands to (features, tuning)
+  std::vector<std::string> command;        // program (absolute path) plus any leading words from $CXX
+  std::string real_path;                   // the program with symlinks resolved (alternatives, versions)
+  std::string version;                     // first line of `--version`
+  std::string isa;                         // what -march=native resolves to, e.g. "cooperlake"
+  std::string target_flags;                // every target option -march=native expands to (features, tuning)
   std::vector<std::string> compile_flags;  // -O3 -march=native ... (no -I; that is per build)
   std::vector<std::string> link_flags;     // -shared (no -L/-l; that is per build)
 

@@ -72,7 +72,6 @@ std::vector<size_t> result_outer_positions(const Graph& g, const Stage& s) {
   return pos;
 }
 
-
 // Every load of a value computed by an earlier member must be at this outer index.
 bool loads_are_row_local(const Graph& g, const KernelPlan& plan, const std::vector<Stage>& members, const Stage& s) {
   std::vector<TracedLoad> loads;
@@ -146,8 +145,10 @@ std::vector<SymExpr> kept_sizes(const Graph& g, ValueId v) {
 
 std::vector<SymExpr> stage_domain_coords(const Stage& s) {
   std::vector<SymExpr> c(s.domain.size());
-  for (size_t k = 0; k < s.outer_dims.size(); ++k) c[static_cast<size_t>(s.outer_dims[k])] = SymExpr::symbol(outer_var(k));
-  for (size_t k = 0; k < s.inner_dims.size(); ++k) c[static_cast<size_t>(s.inner_dims[k])] = SymExpr::symbol(inner_var(k));
+  for (size_t k = 0; k < s.outer_dims.size(); ++k)
+    c[static_cast<size_t>(s.outer_dims[k])] = SymExpr::symbol(outer_var(k));
+  for (size_t k = 0; k < s.inner_dims.size(); ++k)
+    c[static_cast<size_t>(s.inner_dims[k])] = SymExpr::symbol(inner_var(k));
   return c;
 }
 
@@ -190,8 +191,8 @@ static std::vector<size_t> grouping_order(const Graph& g, const KernelPlan& plan
       if (seen[u] == static_cast<int64_t>(i)) continue;
       seen[u] = static_cast<int64_t>(i);
       const bool written = !plan.written_by.empty() && plan.written_by[u] >= 0;
-      if (pending_result[u] || (written && pending_result[static_cast<size_t>(
-                                              g.nodes()[static_cast<size_t>(plan.written_by[u])].result)]))
+      if (pending_result[u] ||
+          (written && pending_result[static_cast<size_t>(g.nodes()[static_cast<size_t>(plan.written_by[u])].result)]))
         needs = true;
       else if (const Node* p = g.producer(static_cast<ValueId>(u)); p && !plan.realized[u] && !written)
         todo.insert(todo.end(), p->inputs.begin(), p->inputs.end());
@@ -217,8 +218,8 @@ void group_into_kernels(const Graph& g, KernelPlan& plan) {
   auto emit = [&](OpenKernel& ok) {
     if (ok.items.empty()) return;
     std::vector<SymExpr> outer = ok.outer ? *ok.outer : default_outer(ok.flexible_sizes);
-    auto stages = fit_all(g, plan, OpenKernel{{ok.items.begin(), ok.items.end() - 1}, ok.outer, {}},
-                          ok.items.back(), outer);
+    auto stages =
+        fit_all(g, plan, OpenKernel{{ok.items.begin(), ok.items.end() - 1}, ok.outer, {}}, ok.items.back(), outer);
     KILN_CHECK(stages.has_value(), "a kernel that was accepted no longer fits");
     Kernel k;
     k.name = "kernel_" + std::to_string(plan.kernels.size());

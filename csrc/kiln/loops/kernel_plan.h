@@ -14,8 +14,8 @@ namespace kiln {
 // Where a realized value's elements are.
 struct Storage {
   enum class Kind { None, Input, Output, Arena, Local } kind = Kind::None;
-  int32_t index = -1;            // graph input / output index
-  SymExpr offset;                // Arena: byte offset
+  int32_t index = -1;  // graph input / output index
+  SymExpr offset;      // Arena: byte offset
   // Local: a value only its own kernel reads, at the same outer index. It lives in a per-thread
   // scratch row (strides are 0 for the outer dims), never in the arena.
   int32_t kernel = -1;
@@ -70,8 +70,8 @@ struct Step {
 };
 
 struct KernelPlan {
-  std::vector<bool> realized;       // per value
-  std::vector<Storage> storage;     // per value (None for inlined values)
+  std::vector<bool> realized;    // per value
+  std::vector<Storage> storage;  // per value (None for inlined values)
   std::vector<Kernel> kernels;
   std::vector<Step> steps;
   SymExpr arena_bytes;

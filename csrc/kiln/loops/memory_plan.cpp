@@ -69,14 +69,16 @@ void plan_memory(const Graph& g, KernelPlan& plan) {
   for (size_t v = 0; v < nv; ++v) {
     if (plan.storage[v].kind != Storage::Kind::Arena) continue;
     arena_values.push_back(v);
-    SymExpr bytes = g.type(static_cast<ValueId>(v)).numel() * SymExpr(dtype_size(g.type(static_cast<ValueId>(v)).dtype));
+    SymExpr bytes =
+        g.type(static_cast<ValueId>(v)).numel() * SymExpr(dtype_size(g.type(static_cast<ValueId>(v)).dtype));
     all_static = all_static && bytes.is_const();
   }
   if (!all_static) {
     SymExpr top(0);
     for (size_t v : arena_values) {
       plan.storage[v].offset = top;
-      top = top + align_up(g.type(static_cast<ValueId>(v)).numel() * SymExpr(dtype_size(g.type(static_cast<ValueId>(v)).dtype)));
+      top = top + align_up(g.type(static_cast<ValueId>(v)).numel() *
+                           SymExpr(dtype_size(g.type(static_cast<ValueId>(v)).dtype)));
     }
     plan.arena_bytes = top;
     return;
@@ -89,7 +91,9 @@ void plan_memory(const Graph& g, KernelPlan& plan) {
   int64_t top = 0;
   std::sort(arena_values.begin(), arena_values.end(), [&](size_t a, size_t b) { return def[a] < def[b]; });
   for (size_t v : arena_values) {
-    int64_t bytes = align_up(g.type(static_cast<ValueId>(v)).numel() * SymExpr(dtype_size(g.type(static_cast<ValueId>(v)).dtype))).const_value();
+    int64_t bytes =
+        align_up(g.type(static_cast<ValueId>(v)).numel() * SymExpr(dtype_size(g.type(static_cast<ValueId>(v)).dtype)))
+            .const_value();
     int64_t born = def[v], dies = std::max(last[v], def[v]);
     // A block is free for v when its value dies before v is born (strictly: a kernel reading the
     // old value and writing v in the same step must not share memory).

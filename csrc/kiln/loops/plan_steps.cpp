@@ -12,13 +12,14 @@ const std::vector<PlanStepInfo>& all_plan_steps() {
   static const std::vector<PlanStepInfo> steps = {
       {"realize", [](const Graph& g, KernelPlan& p, const PlanContext& c) { decide_realization(g, c.alias_ok, p); },
        P::Realized, "which values get memory (realize.cpp); the rest are recomputed inside their users"},
-      {"group-kernels", [](const Graph& g, KernelPlan& p, const PlanContext&) { group_into_kernels(g, p); },
-       P::Grouped, "realized values into kernels sharing outer loops, and the order of kernels and externs (fusion.cpp)"},
+      {"group-kernels", [](const Graph& g, KernelPlan& p, const PlanContext&) { group_into_kernels(g, p); }, P::Grouped,
+       "realized values into kernels sharing outer loops, and the order of kernels and externs (fusion.cpp)"},
       {"extern-parts",
        [](const Graph& g, KernelPlan& p, const PlanContext&) {
          if (plan_extern_parts(g, p)) group_into_kernels(g, p);  // parts written in place: fewer copies to group
        },
-       P::Grouped, "multi-result externs write their parts straight into the values that unpack them (extern_parts.cpp)"},
+       P::Grouped,
+       "multi-result externs write their parts straight into the values that unpack them (extern_parts.cpp)"},
       {"gemm-groups", [](const Graph& g, KernelPlan& p, const PlanContext&) { plan_gemm_groups(g, p); }, P::Grouped,
        "sibling matmuls sharing an operand become one grouped GEMM call (gemm_groups.cpp)"},
       {"gemm-epilogues", [](const Graph& g, KernelPlan& p, const PlanContext&) { plan_gemm_epilogues(g, p); },

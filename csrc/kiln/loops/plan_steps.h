@@ -16,14 +16,14 @@ namespace kiln {
 // What the steps read besides the graph and the plan so far.
 struct PlanContext {
   Target target = Target::host();
-  std::vector<bool> alias_ok;  // per output: may be returned as a view of an input
+  std::vector<bool> alias_ok;                                    // per output: may be returned as a view of an input
   std::vector<std::pair<int32_t, int32_t>> in_place_candidates;  // (output, input) mutation pairs
 };
 
 using PlanStepFn = std::function<void(const Graph&, KernelPlan&, const PlanContext&)>;
 
 struct PlanStepInfo {
-  std::string name;     // "realize", "group-kernels", ...
+  std::string name;  // "realize", "group-kernels", ...
   PlanStepFn run;
   PlanStage holds;      // what verify_plan checks after this step
   std::string summary;  // one line for kiln-opt --help

@@ -78,8 +78,8 @@ void check_steps(const Graph& g, const KernelPlan& plan) {
     for (ValueId v : reads[i]) {
       const size_t u = static_cast<size_t>(v);
       KILN_CHECK(stored(g, plan, u), "plan: step ", i, " reads %", v, ", which has no storage");
-      const bool ready = g.value(v).input >= 0 || written[u] >= 0 ||
-                         std::find(writes.begin(), writes.end(), v) != writes.end();
+      const bool ready =
+          g.value(v).input >= 0 || written[u] >= 0 || std::find(writes.begin(), writes.end(), v) != writes.end();
       KILN_CHECK(ready, "plan: step ", i, " reads %", v, " before any step computes it");
     }
     for (ValueId v : writes) {
@@ -110,7 +110,8 @@ void check_arena(const Graph& g, const KernelPlan& plan) {
   for (size_t v = 0; v < g.num_values(); ++v) {
     const Storage& s = plan.storage[v];
     if (s.kind != Storage::Kind::Arena) continue;
-    const SymExpr bytes = g.type(static_cast<ValueId>(v)).numel() * SymExpr(dtype_size(g.type(static_cast<ValueId>(v)).dtype));
+    const SymExpr bytes =
+        g.type(static_cast<ValueId>(v)).numel() * SymExpr(dtype_size(g.type(static_cast<ValueId>(v)).dtype));
     if (!s.offset.is_const() || !bytes.is_const()) return;
     KILN_CHECK(s.offset.const_value() % 64 == 0, "plan: arena value %", v, " at unaligned offset ", s.offset.str());
     blocks.push_back({static_cast<ValueId>(v), s.offset.const_value(), s.offset.const_value() + bytes.const_value(),
@@ -125,8 +126,8 @@ void check_arena(const Graph& g, const KernelPlan& plan) {
       const bool alive_together = a.born <= b.dies && b.born <= a.dies;
       const bool overlap = a.begin < b.end && b.begin < a.end;
       KILN_CHECK(!(alive_together && overlap), "plan: %", a.v, " and %", b.v,
-                 " share arena bytes while both are alive (steps ", a.born, "-", a.dies, " and ", b.born, "-",
-                 b.dies, ")");
+                 " share arena bytes while both are alive (steps ", a.born, "-", a.dies, " and ", b.born, "-", b.dies,
+                 ")");
     }
 }
 

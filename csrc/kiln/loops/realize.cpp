@@ -12,15 +12,29 @@ namespace {
 // Rough per-element cost of computing a node inline; transcendental ops cost more.
 int op_cost(Op op) {
   switch (op_kind(op)) {
-    case OpKind::View: case OpKind::Source: return 0;
+    case OpKind::View:
+    case OpKind::Source: return 0;
     case OpKind::Gather: return 1;
     default: break;
   }
   switch (op) {
-    case Op::exp: case Op::exp2: case Op::expm1: case Op::log: case Op::log2: case Op::log1p: case Op::tanh:
-    case Op::sigmoid: case Op::erf: case Op::silu: case Op::gelu: case Op::gelu_tanh: case Op::pow: case Op::sin:
-    case Op::cos: case Op::tan: case Op::atan2:
-      return 4;
+    case Op::exp:
+    case Op::exp2:
+    case Op::expm1:
+    case Op::log:
+    case Op::log2:
+    case Op::log1p:
+    case Op::tanh:
+    case Op::sigmoid:
+    case Op::erf:
+    case Op::silu:
+    case Op::gelu:
+    case Op::gelu_tanh:
+    case Op::pow:
+    case Op::sin:
+    case Op::cos:
+    case Op::tan:
+    case Op::atan2: return 4;
     case Op::cast: return 0;
     default: return 1;
   }
@@ -70,8 +84,8 @@ bool fix_extern_operands(const Graph& g, KernelPlan& plan) {
     for (size_t k = 0; k < n.inputs.size(); ++k) {
       ValueId in = n.inputs[k];
       if (!operand_ok(in)) {
-        KILN_USER_CHECK(!plan.realized[static_cast<size_t>(in)],
-                        "kiln cannot pass a value with this layout to ", op_name(n.op));
+        KILN_USER_CHECK(!plan.realized[static_cast<size_t>(in)], "kiln cannot pass a value with this layout to ",
+                        op_name(n.op));
         // Prefer storing a value further down the operand's views, the deepest one under which
         // the views read it in place: the value under them all (a matmul reads a [B*S, D] reshape of
         // a [B, S, D] norm) keeps its kernel's natural loop domain and fuses with its neighbours;

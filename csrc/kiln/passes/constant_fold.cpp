@@ -77,27 +77,28 @@ std::optional<ValueId> identity(const Graph& g, const Node& n, const std::vector
 }  // namespace
 
 Graph constant_fold(const Graph& g) {
-  return rewrite_nodes(g, [&](GraphRewriter& rw, const Node& n,
-                              const std::vector<ValueId>& in) -> std::optional<ValueId> {
-    const Graph& out = rw.graph();
-    const TensorType& type = g.type(n.result);
-    OpKind kind = op_kind(n.op);
-    if (kind == OpKind::View) {
-      // Every element of a view of a splat is the splat's value.
-      if (auto s = splat(out, in[0])) return emit_full(rw, *s, type, n.origin);
-      return std::nullopt;
-    }
-    if (kind != OpKind::Pointwise) return std::nullopt;
-    std::vector<Scalar> args;
-    for (ValueId v : in) {
-      auto s = splat(out, v);
-      if (!s) break;
-      args.push_back(*s);
-    }
-    if (args.size() == in.size())
-      if (auto r = eval_pointwise(n.op, args, n.attrs, type.dtype)) return emit_full(rw, *r, type, n.origin);
-    return identity(out, n, in);
-  });
+  return rewrite_nodes(g,
+                       [&](GraphRewriter& rw, const Node& n, const std::vector<ValueId>& in) -> std::optional<ValueId> {
+                         const Graph& out = rw.graph();
+                         const TensorType& type = g.type(n.result);
+                         OpKind kind = op_kind(n.op);
+                         if (kind == OpKind::View) {
+                           // Every element of a view of a splat is the splat's value.
+                           if (auto s = splat(out, in[0])) return emit_full(rw, *s, type, n.origin);
+                           return std::nullopt;
+                         }
+                         if (kind != OpKind::Pointwise) return std::nullopt;
+                         std::vector<Scalar> args;
+                         for (ValueId v : in) {
+                           auto s = splat(out, v);
+                           if (!s) break;
+                           args.push_back(*s);
+                         }
+                         if (args.size() == in.size())
+                           if (auto r = eval_pointwise(n.op, args, n.attrs, type.dtype))
+                             return emit_full(rw, *r, type, n.origin);
+                         return identity(out, n, in);
+                       });
 }
 
 }  // namespace kiln

@@ -12,7 +12,7 @@ namespace kiln {
 using PassFn = std::function<Graph(const Graph&)>;
 
 struct PassInfo {
-  std::string name;     // as written on kiln-opt's command line: "constant-fold"
+  std::string name;  // as written on kiln-opt's command line: "constant-fold"
   PassFn run;
   std::string summary;  // one line for --help
 };

@@ -12,8 +12,8 @@ GraphRewriter::GraphRewriter(const Graph& src) : src_(src), map_(src.num_values(
 }
 
 ValueId GraphRewriter::map(ValueId v) const {
-  KILN_CHECK(v >= 0 && static_cast<size_t>(v) < map_.size() && map_[static_cast<size_t>(v)] >= 0,
-             "value %", v, " used before it was rewritten");
+  KILN_CHECK(v >= 0 && static_cast<size_t>(v) < map_.size() && map_[static_cast<size_t>(v)] >= 0, "value %", v,
+             " used before it was rewritten");
   return map_[static_cast<size_t>(v)];
 }
 

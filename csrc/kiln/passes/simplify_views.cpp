@@ -47,20 +47,20 @@ bool is_identity(Op op, const Node& attrs_of, const TensorType& in, const Tensor
 }  // namespace
 
 Graph simplify_views(const Graph& g) {
-  return rewrite_nodes(g, [&](GraphRewriter& rw, const Node& n,
-                              const std::vector<ValueId>& ins) -> std::optional<ValueId> {
-    if (op_kind(n.op) != OpKind::View) return std::nullopt;
-    const TensorType& type = g.type(n.result);
-    if (is_identity(n.op, n, rw.graph().type(ins[0]), type)) return ins[0];
-    // Inputs are already simplified, so one step of composition reaches the start of any chain.
-    const Node* inner = rw.graph().producer(ins[0]);
-    std::optional<Attrs> attrs = inner ? compose(n, *inner) : std::nullopt;
-    if (!attrs) return std::nullopt;
-    ValueId src = inner->inputs[0];
-    Node view{n.op, {}, std::move(*attrs), -1, n.origin};
-    if (is_identity(n.op, view, rw.graph().type(src), type)) return src;
-    return rw.emit(n.op, {src}, std::move(view.attrs), n.origin);
-  });
+  return rewrite_nodes(
+      g, [&](GraphRewriter& rw, const Node& n, const std::vector<ValueId>& ins) -> std::optional<ValueId> {
+        if (op_kind(n.op) != OpKind::View) return std::nullopt;
+        const TensorType& type = g.type(n.result);
+        if (is_identity(n.op, n, rw.graph().type(ins[0]), type)) return ins[0];
+        // Inputs are already simplified, so one step of composition reaches the start of any chain.
+        const Node* inner = rw.graph().producer(ins[0]);
+        std::optional<Attrs> attrs = inner ? compose(n, *inner) : std::nullopt;
+        if (!attrs) return std::nullopt;
+        ValueId src = inner->inputs[0];
+        Node view{n.op, {}, std::move(*attrs), -1, n.origin};
+        if (is_identity(n.op, view, rw.graph().type(src), type)) return src;
+        return rw.emit(n.op, {src}, std::move(view.attrs), n.origin);
+      });
 }
 
 }  // namespace kiln

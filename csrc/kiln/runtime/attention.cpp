@@ -499,10 +499,10 @@ struct Backward {
         const bool diag = sh.causal && j0 == i0;
         const int64_t nchunk = diag ? (nr + L - 1) / L : 1;
         auto rows = [&](int64_t g) { return diag ? std::min<int64_t>(L, nr - g * L) : nr; };  // of chunk g
-        auto cols = [&](int64_t g) { return diag ? (g + 1) * L : BC; };  // keys query chunk g sees
+        auto cols = [&](int64_t g) { return diag ? (g + 1) * L : BC; };                       // keys query chunk g sees
         for (int64_t g = 0; g < nchunk; ++g) {
           const int64_t r0 = diag ? g * L : 0;
-          products<T>(rows(g), cols(g), sh.d, qsb + r0 * dp, dp, 1, kt.p, BC, p.p + r0 * BC, BC, false);     // S
+          products<T>(rows(g), cols(g), sh.d, qsb + r0 * dp, dp, 1, kt.p, BC, p.p + r0 * BC, BC, false);      // S
           products<T>(rows(g), cols(g), sh.dv, dob + r0 * dvp, dvp, 1, vt.p, BC, ds.p + r0 * BC, BC, false);  // dP
         }
         bool edge = nc < BC || diag;
@@ -556,39 +556,38 @@ using kiln_rt::attn::Forward;
 using kiln_rt::attn::Operand;
 using kiln_rt::attn::Shape;
 
-#define KILN_ATTENTION_ABI(T, suffix)                                                                            \
-  void attention_fwd_##suffix(const int64_t* shape, int causal, T scale, const T* q, const int64_t* qst,     \
-                                   const T* k, const int64_t* kst, const T* v, const int64_t* vst, T* out,         \
-                                   const int64_t* ost, T* lse, const int64_t* lst) {                               \
-    Forward<T> f{Shape{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], causal != 0},                  \
-                 {q, qst[0], qst[1], qst[2], qst[3]},                                                             \
-                 {k, kst[0], kst[1], kst[2], kst[3]},                                                             \
-                 {v, vst[0], vst[1], vst[2], vst[3]},                                                             \
-                 {out, ost[0], ost[1], ost[2], ost[3]},                                                           \
-                 {lse, lst[0], lst[1], lst[2], 0},                                                                \
-                 scale};                                                                                          \
-    if (f.sh.sq == 0 || f.sh.b1 == 0 || f.sh.b2 == 0) return;                                                     \
-    const int64_t nb = f.sh.b1 * f.sh.b2;                                                                         \
-    kiln_rt::attn::run_tasks(nb * f.groups(), &f, Forward<T>::run);                                               \
-  }                                                                                                               \
-  void attention_bwd_##suffix(const int64_t* shape, int causal, T scale, const T* dout,                     \
-                                   const int64_t* gst, const T* q, const int64_t* qst, const T* k,                \
-                                   const int64_t* kst, const T* v, const int64_t* vst, const T* out,              \
-                                   const int64_t* ost, const T* lse, const int64_t* lst, T* dq,                   \
-                                   const int64_t* dqst, T* dk, const int64_t* dkst, T* dv, const int64_t* dvst) { \
-    Backward<T> b{Shape{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], causal != 0},                 \
-                  {dout, gst[0], gst[1], gst[2], gst[3]},                                                         \
-                  {q, qst[0], qst[1], qst[2], qst[3]},                                                            \
-                  {k, kst[0], kst[1], kst[2], kst[3]},                                                            \
-                  {v, vst[0], vst[1], vst[2], vst[3]},                                                            \
-                  {out, ost[0], ost[1], ost[2], ost[3]},                                                          \
-                  {lse, lst[0], lst[1], lst[2], 0},                                                               \
-                  {dq, dqst[0], dqst[1], dqst[2], dqst[3]},                                                       \
-                  {dk, dkst[0], dkst[1], dkst[2], dkst[3]},                                                       \
-                  {dv, dvst[0], dvst[1], dvst[2], dvst[3]},                                                       \
-                  scale};                                                                                         \
-    if (b.sh.b1 == 0 || b.sh.b2 == 0) return;                                                                     \
-    kiln_rt::attn::run_tasks(b.sh.b1 * b.sh.b2, &b, Backward<T>::run);                                             \
+#define KILN_ATTENTION_ABI(T, suffix)                                                                                 \
+  void attention_fwd_##suffix(const int64_t* shape, int causal, T scale, const T* q, const int64_t* qst, const T* k,  \
+                              const int64_t* kst, const T* v, const int64_t* vst, T* out, const int64_t* ost, T* lse, \
+                              const int64_t* lst) {                                                                   \
+    Forward<T> f{Shape{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], causal != 0},                      \
+                 {q, qst[0], qst[1], qst[2], qst[3]},                                                                 \
+                 {k, kst[0], kst[1], kst[2], kst[3]},                                                                 \
+                 {v, vst[0], vst[1], vst[2], vst[3]},                                                                 \
+                 {out, ost[0], ost[1], ost[2], ost[3]},                                                               \
+                 {lse, lst[0], lst[1], lst[2], 0},                                                                    \
+                 scale};                                                                                              \
+    if (f.sh.sq == 0 || f.sh.b1 == 0 || f.sh.b2 == 0) return;                                                         \
+    const int64_t nb = f.sh.b1 * f.sh.b2;                                                                             \
+    kiln_rt::attn::run_tasks(nb * f.groups(), &f, Forward<T>::run);                                                   \
+  }                                                                                                                   \
+  void attention_bwd_##suffix(const int64_t* shape, int causal, T scale, const T* dout, const int64_t* gst,           \
+                              const T* q, const int64_t* qst, const T* k, const int64_t* kst, const T* v,             \
+                              const int64_t* vst, const T* out, const int64_t* ost, const T* lse, const int64_t* lst, \
+                              T* dq, const int64_t* dqst, T* dk, const int64_t* dkst, T* dv, const int64_t* dvst) {   \
+    Backward<T> b{Shape{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5], causal != 0},                     \
+                  {dout, gst[0], gst[1], gst[2], gst[3]},                                                             \
+                  {q, qst[0], qst[1], qst[2], qst[3]},                                                                \
+                  {k, kst[0], kst[1], kst[2], kst[3]},                                                                \
+                  {v, vst[0], vst[1], vst[2], vst[3]},                                                                \
+                  {out, ost[0], ost[1], ost[2], ost[3]},                                                              \
+                  {lse, lst[0], lst[1], lst[2], 0},                                                                   \
+                  {dq, dqst[0], dqst[1], dqst[2], dqst[3]},                                                           \
+                  {dk, dkst[0], dkst[1], dkst[2], dkst[3]},                                                           \
+                  {dv, dvst[0], dvst[1], dvst[2], dvst[3]},                                                           \
+                  scale};                                                                                             \
+    if (b.sh.b1 == 0 || b.sh.b2 == 0) return;                                                                         \
+    kiln_rt::attn::run_tasks(b.sh.b1 * b.sh.b2, &b, Backward<T>::run);                                                \
   }
 
 namespace kiln_rt::kernels {

@@ -93,23 +93,22 @@ int kiln_gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, c
 }
 
 int kiln_gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t a_bs,
-                  int64_t a_rs, int64_t a_cs, const double* b, int64_t b_bs, int64_t b_rs, int64_t b_cs,
-                  double beta, double* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done,
-                  void* rows_ctx) {
+                  int64_t a_rs, int64_t a_cs, const double* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, double beta,
+                  double* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done, void* rows_ctx) {
   return process_kernels().gemm_f64(batch, m, n, k, alpha, a, a_bs, a_rs, a_cs, b, b_bs, b_rs, b_cs, beta, c, c_bs,
                                     c_rs, c_cs, rows_done, rows_ctx);
 }
 
 int kiln_gemm_group_f32(int64_t parts, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
-                        const float* const* b, int64_t b_rs, int64_t b_cs, float* const* c, int64_t c_rs,
-                        int64_t c_cs, int bf16_planes, kiln_range_fn rows_done, void* rows_ctx) {
+                        const float* const* b, int64_t b_rs, int64_t b_cs, float* const* c, int64_t c_rs, int64_t c_cs,
+                        int bf16_planes, kiln_range_fn rows_done, void* rows_ctx) {
   return process_kernels().gemm_group_f32(parts, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs, bf16_planes,
                                           rows_done, rows_ctx);
 }
 
-int kiln_gemm_group_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* a, int64_t a_rs,
-                        int64_t a_cs, const double* const* b, int64_t b_rs, int64_t b_cs, double* const* c,
-                        int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done, void* rows_ctx) {
+int kiln_gemm_group_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* a, int64_t a_rs, int64_t a_cs,
+                        const double* const* b, int64_t b_rs, int64_t b_cs, double* const* c, int64_t c_rs,
+                        int64_t c_cs, kiln_range_fn rows_done, void* rows_ctx) {
   return process_kernels().gemm_group_f64(parts, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs, rows_done,
                                           rows_ctx);
 }
@@ -121,8 +120,8 @@ void kiln_gemm_shared_b_f32(int64_t parts, int64_t m, int64_t n, int64_t k, cons
 }
 
 void kiln_gemm_shared_b_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* const* a, int64_t a_rs,
-                            int64_t a_cs, const double* b, int64_t b_rs, int64_t b_cs, double* const* c,
-                            int64_t c_rs, int64_t c_cs) {
+                            int64_t a_cs, const double* b, int64_t b_rs, int64_t b_cs, double* const* c, int64_t c_rs,
+                            int64_t c_cs) {
   process_kernels().gemm_shared_b_f64(parts, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs);
 }
 
@@ -150,10 +149,10 @@ void kiln_attention_bwd_f32(const int64_t* shape, int causal, float scale, const
 }
 
 void kiln_attention_bwd_f64(const int64_t* shape, int causal, double scale, const double* dout, const int64_t* gst,
-                            const double* q, const int64_t* qst, const double* k, const int64_t* kst,
-                            const double* v, const int64_t* vst, const double* out, const int64_t* ost,
-                            const double* lse, const int64_t* lst, double* dq, const int64_t* dqst, double* dk,
-                            const int64_t* dkst, double* dv, const int64_t* dvst) {
+                            const double* q, const int64_t* qst, const double* k, const int64_t* kst, const double* v,
+                            const int64_t* vst, const double* out, const int64_t* ost, const double* lse,
+                            const int64_t* lst, double* dq, const int64_t* dqst, double* dk, const int64_t* dkst,
+                            double* dv, const int64_t* dvst) {
   process_kernels().attention_bwd_f64(shape, causal, scale, dout, gst, q, qst, k, kst, v, vst, out, ost, lse, lst, dq,
                                       dqst, dk, dkst, dv, dvst);
 }

@@ -51,8 +51,8 @@ struct Caches {
     static const Caches c = [] {
       const kiln_target* t = kiln_get_target();
       const int ways = std::max(t->l1d_ways, 2);
-      return Caches{t->l1d_bytes, t->l2_bytes, t->l3_bytes, static_cast<int>(std::max<int64_t>(1, t->l1d_bytes / (64 * ways))),
-                    ways};
+      return Caches{t->l1d_bytes, t->l2_bytes, t->l3_bytes,
+                    static_cast<int>(std::max<int64_t>(1, t->l1d_bytes / (64 * ways))), ways};
     }();
     return c;
   }
@@ -219,8 +219,7 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
   const bool a_prefetch = a_rows && (p.a_rs * int64_t(sizeof(T))) % 4096 != 0;
   // Blocking M only bounds the packed A block; A read in place needs none, and one M block packs B
   // exactly once.
-  const int64_t mc_blk =
-      a_in_place ? round_up(M, MR) : round_up(ceil_div(M, ceil_div(M, blk.MC)), MR);
+  const int64_t mc_blk = a_in_place ? round_up(M, MR) : round_up(ceil_div(M, ceil_div(M, blk.MC)), MR);
   ThreadBuffers<T>& bufs = thread_buffers<T>();
   T* Ap = bufs.a.get((a_in_place ? 1 : ceil_div(std::min(mc_blk, M), MR)) * a_sliver);
   const size_t b_capacity = bufs.b.capacity();
@@ -233,8 +232,8 @@ void gemm_rect(const Problem<T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t 
   }
   const bool direct = p.c_cs == 1;
   alignas(64) T tile[MR * NR];
-  auto kernel = [&](int64_t kc, const T* a, int64_t ld, const T* b, T* c, int64_t rs, int mr, int nr, T alpha,
-                    T beta, bool a_first) {
+  auto kernel = [&](int64_t kc, const T* a, int64_t ld, const T* b, T* c, int64_t rs, int mr, int nr, T alpha, T beta,
+                    bool a_first) {
     if (a_rows)
       K::template run<true>(kc, a, ld, b, NR, c, rs, mr, nr, alpha, beta, a_first);
     else
@@ -400,8 +399,7 @@ bool gemm_parallel(const Problem<T>& p, bool* rows_reported = nullptr) {
   // per thread when that is once per call (SwiGLU after w1 and w3: TransformerLM forward 2.2-7.5%
   // faster, rule toggled per call in one process).
   const bool epilogue_first = p.rows_inline && p.rows_done && m_tiles >= 4 * nt && Path::b_packed_once(p);
-  const bool split_n = !epilogue_first &&
-                       (a_in_place ? n_tiles >= nt && p.n >= p.m / 8 && n_even : n_tiles > m_tiles);
+  const bool split_n = !epilogue_first && (a_in_place ? n_tiles >= nt && p.n >= p.m / 8 && n_even : n_tiles > m_tiles);
   Split<T> s{&p, split_n, split_n ? Path::NR : Path::MR, split_n ? n_tiles : m_tiles, 1};
   const double flops = 2.0 * p.batch * p.m * p.n * p.k;
   const int64_t by_work = static_cast<int64_t>(std::min(flops / kMinFlopsPerThread, 1e9));
@@ -554,61 +552,119 @@ namespace kiln_rt::kernels {
 
 int gemm_has_amx(void) { return kiln_rt::gemm::amx::available() ? 1 : 0; }
 
-int gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t a_bs,
-                  int64_t a_rs, int64_t a_cs, const float* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, float beta,
-                  float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, int bf16_planes, kiln_range_fn rows_done,
-                  void* rows_ctx) {
-  return kiln_rt::gemm::gemm<float>({batch, m, n, k, alpha, beta, a, a_bs, a_rs, a_cs, b, b_bs, b_rs, b_cs, c,
-                                     c_bs, c_rs, c_cs, bf16_planes < 0 ? 0 : bf16_planes > 3 ? 3 : bf16_planes,
-                                     rows_done, rows_ctx})
+int gemm_f32(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t a_bs, int64_t a_rs,
+             int64_t a_cs, const float* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, float beta, float* c, int64_t c_bs,
+             int64_t c_rs, int64_t c_cs, int bf16_planes, kiln_range_fn rows_done, void* rows_ctx) {
+  return kiln_rt::gemm::gemm<float>({batch,
+                                     m,
+                                     n,
+                                     k,
+                                     alpha,
+                                     beta,
+                                     a,
+                                     a_bs,
+                                     a_rs,
+                                     a_cs,
+                                     b,
+                                     b_bs,
+                                     b_rs,
+                                     b_cs,
+                                     c,
+                                     c_bs,
+                                     c_rs,
+                                     c_cs,
+                                     bf16_planes < 0   ? 0
+                                     : bf16_planes > 3 ? 3
+                                                       : bf16_planes,
+                                     rows_done,
+                                     rows_ctx})
              ? 1
              : 0;
 }
 
 int gemm_group_f32(int64_t parts, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
-                        const float* const* b, int64_t b_rs, int64_t b_cs, float* const* c, int64_t c_rs,
-                        int64_t c_cs, int bf16_planes, kiln_range_fn rows_done, void* rows_ctx) {
-  kiln_rt::gemm::Problem<float> p{1, m, parts * n, k, 1.0f, 0.0f, a, 0, a_rs, a_cs, b[0], 0, b_rs, b_cs, c[0],
-                                  0, c_rs, c_cs, bf16_planes < 0 ? 0 : bf16_planes > 3 ? 3 : bf16_planes,
-                                  rows_done, rows_ctx};
+                   const float* const* b, int64_t b_rs, int64_t b_cs, float* const* c, int64_t c_rs, int64_t c_cs,
+                   int bf16_planes, kiln_range_fn rows_done, void* rows_ctx) {
+  kiln_rt::gemm::Problem<float> p{1,
+                                  m,
+                                  parts * n,
+                                  k,
+                                  1.0f,
+                                  0.0f,
+                                  a,
+                                  0,
+                                  a_rs,
+                                  a_cs,
+                                  b[0],
+                                  0,
+                                  b_rs,
+                                  b_cs,
+                                  c[0],
+                                  0,
+                                  c_rs,
+                                  c_cs,
+                                  bf16_planes < 0   ? 0
+                                  : bf16_planes > 3 ? 3
+                                                    : bf16_planes,
+                                  rows_done,
+                                  rows_ctx};
   p.parts = parts, p.part = n, p.b_parts = b, p.c_parts = c;
   return kiln_rt::gemm::gemm_group(p) ? 1 : 0;
 }
 
 void gemm_shared_b_f32(int64_t parts, int64_t m, int64_t n, int64_t k, const float* const* a, int64_t a_rs,
-                            int64_t a_cs, const float* b, int64_t b_rs, int64_t b_cs, float* const* c, int64_t c_rs,
-                            int64_t c_cs, int bf16_planes) {
-  kiln_rt::gemm::Problem<float> p{1, parts * m, n, k, 1.0f, 0.0f, a[0], 0, a_rs, a_cs, b, 0, b_rs, b_cs, c[0],
-                                  0, c_rs, c_cs, bf16_planes < 0 ? 0 : bf16_planes > 3 ? 3 : bf16_planes,
-                                  nullptr, nullptr};
+                       int64_t a_cs, const float* b, int64_t b_rs, int64_t b_cs, float* const* c, int64_t c_rs,
+                       int64_t c_cs, int bf16_planes) {
+  kiln_rt::gemm::Problem<float> p{1,
+                                  parts * m,
+                                  n,
+                                  k,
+                                  1.0f,
+                                  0.0f,
+                                  a[0],
+                                  0,
+                                  a_rs,
+                                  a_cs,
+                                  b,
+                                  0,
+                                  b_rs,
+                                  b_cs,
+                                  c[0],
+                                  0,
+                                  c_rs,
+                                  c_cs,
+                                  bf16_planes < 0   ? 0
+                                  : bf16_planes > 3 ? 3
+                                                    : bf16_planes,
+                                  nullptr,
+                                  nullptr};
   p.parts = parts, p.part = m, p.rows_in_parts = parts > 1, p.a_parts = a, p.c_parts = c;
   kiln_rt::gemm::gemm_group(p);
 }
 
 void gemm_shared_b_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* const* a, int64_t a_rs,
-                            int64_t a_cs, const double* b, int64_t b_rs, int64_t b_cs, double* const* c,
-                            int64_t c_rs, int64_t c_cs) {
-  kiln_rt::gemm::Problem<double> p{1, parts * m, n, k, 1.0, 0.0, a[0], 0, a_rs, a_cs, b, 0, b_rs, b_cs, c[0],
-                                   0, c_rs, c_cs, 0, nullptr, nullptr};
+                       int64_t a_cs, const double* b, int64_t b_rs, int64_t b_cs, double* const* c, int64_t c_rs,
+                       int64_t c_cs) {
+  kiln_rt::gemm::Problem<double> p{1, parts * m, n,    k,    1.0, 0.0,  a[0], 0, a_rs,    a_cs,   b,
+                                   0, b_rs,      b_cs, c[0], 0,   c_rs, c_cs, 0, nullptr, nullptr};
   p.parts = parts, p.part = m, p.rows_in_parts = parts > 1, p.a_parts = a, p.c_parts = c;
   kiln_rt::gemm::gemm_group(p);
 }
 
-int gemm_group_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* a, int64_t a_rs,
-                        int64_t a_cs, const double* const* b, int64_t b_rs, int64_t b_cs, double* const* c,
-                        int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done, void* rows_ctx) {
-  kiln_rt::gemm::Problem<double> p{1, m, parts * n, k, 1.0, 0.0, a, 0, a_rs, a_cs, b[0], 0, b_rs, b_cs, c[0],
-                                   0, c_rs, c_cs, 0, rows_done, rows_ctx};
+int gemm_group_f64(int64_t parts, int64_t m, int64_t n, int64_t k, const double* a, int64_t a_rs, int64_t a_cs,
+                   const double* const* b, int64_t b_rs, int64_t b_cs, double* const* c, int64_t c_rs, int64_t c_cs,
+                   kiln_range_fn rows_done, void* rows_ctx) {
+  kiln_rt::gemm::Problem<double> p{1, m,    parts * n, k,    1.0, 0.0,  a,    0, a_rs,      a_cs,    b[0],
+                                   0, b_rs, b_cs,      c[0], 0,   c_rs, c_cs, 0, rows_done, rows_ctx};
   p.parts = parts, p.part = n, p.b_parts = b, p.c_parts = c;
   return kiln_rt::gemm::gemm_group(p) ? 1 : 0;
 }
 
-int gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t a_bs,
-                  int64_t a_rs, int64_t a_cs, const double* b, int64_t b_bs, int64_t b_rs, int64_t b_cs,
-                  double beta, double* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done,
-                  void* rows_ctx) {
-  return kiln_rt::gemm::gemm<double>({batch, m, n, k, alpha, beta, a, a_bs, a_rs, a_cs, b, b_bs, b_rs, b_cs, c,
-                                      c_bs, c_rs, c_cs, 0, rows_done, rows_ctx})
+int gemm_f64(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t a_bs, int64_t a_rs,
+             int64_t a_cs, const double* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, double beta, double* c,
+             int64_t c_bs, int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done, void* rows_ctx) {
+  return kiln_rt::gemm::gemm<double>({batch, m,    n,    k, alpha, beta, a,    a_bs, a_rs,      a_cs,    b,
+                                      b_bs,  b_rs, b_cs, c, c_bs,  c_rs, c_cs, 0,    rows_done, rows_ctx})
              ? 1
              : 0;
 }

@@ -39,7 +39,9 @@ constexpr int64_t kTileBytes = 64;
 
 // k per packed block: the A sliver (32 rows x KC x P planes x 2 bytes) fills about 3/4 of L1.
 template <int P>
-constexpr int64_t kKc = P == 3 ? 192 : P == 2 ? 288 : 576;
+constexpr int64_t kKc = P == 3   ? 192
+                        : P == 2 ? 288
+                                 : 576;
 constexpr int64_t kNc = 512;  // columns per packed B block (P = 3, KC = 192: 576 KiB, in L2)
 
 // Biased exponents outside [kMinExponent, kMaxExponent] are refused: below, a nonzero float's lowest
@@ -100,8 +102,7 @@ __attribute__((always_inline)) inline void split(__m512 v, __m512i q[P], __mmask
 // From a staged 32 (k) x 32 float block (k-major), the 16 words of k-pair r for lanes 16h..16h+15:
 // per plane, the bfloat16 of k = 2r in the low half and of k = 2r + 1 in the high half.
 template <int P>
-__attribute__((always_inline)) inline void pair_words(const float* stage, int r, int h, __m512i w[P],
-                                                      __mmask16& bad) {
+__attribute__((always_inline)) inline void pair_words(const float* stage, int r, int h, __m512i w[P], __mmask16& bad) {
   __m512i qe[P], qo[P];
   split<P>(_mm512_load_ps(stage + (2 * r) * 32 + 16 * h), qe, bad);
   split<P>(_mm512_load_ps(stage + (2 * r + 1) * 32 + 16 * h), qo, bad);
@@ -111,8 +112,7 @@ __attribute__((always_inline)) inline void pair_words(const float* stage, int r,
 // The A sliver: rows [0, rows) of A (row stride rs, column stride cs) over kc steps of k, zero-padded
 // to 32 rows and whole k-steps.
 template <int P>
-void pack_a(const float* a, int64_t rs, int64_t cs, int rows, int64_t kc, uint16_t* __restrict dst,
-            __mmask16& bad) {
+void pack_a(const float* a, int64_t rs, int64_t cs, int rows, int64_t kc, uint16_t* __restrict dst, __mmask16& bad) {
   const int64_t ksteps = ceil_div(kc, 32);
   if (cs == 1) {  // row-major: each row's 32 k of a step are one tile row
     for (int i = 0; i < 32; ++i) {
@@ -164,8 +164,7 @@ void pack_a(const float* a, int64_t rs, int64_t cs, int rows, int64_t kc, uint16
 // One 32-column panel of B: columns [0, cols) (column stride cs, row stride rs) over kc steps of k,
 // zero-padded, as VNNI pairs.
 template <int P>
-void pack_b(const float* b, int64_t rs, int64_t cs, int cols, int64_t kc, uint16_t* __restrict dst,
-            __mmask16& bad) {
+void pack_b(const float* b, int64_t rs, int64_t cs, int cols, int64_t kc, uint16_t* __restrict dst, __mmask16& bad) {
   const int64_t ksteps = ceil_div(kc, 32);
   alignas(64) float stage[32 * 32];  // [k][column]
   for (int64_t ks = 0; ks < ksteps; ++ks) {
@@ -181,16 +180,16 @@ void pack_b(const float* b, int64_t rs, int64_t cs, int cols, int64_t kc, uint16
   }
 }
 
-#define KILN_LOAD_A(pl)                                  \
-  _tile_loadd(4, ak + (pl) * 2 * kTile, kTileBytes);     \
+#define KILN_LOAD_A(pl)                              \
+  _tile_loadd(4, ak + (pl) * 2 * kTile, kTileBytes); \
   _tile_loadd(5, ak + (pl) * 2 * kTile + kTile, kTileBytes)
-#define KILN_LOAD_B(pl)                                  \
-  _tile_loadd(6, bk + (pl) * 2 * kTile, kTileBytes);     \
+#define KILN_LOAD_B(pl)                              \
+  _tile_loadd(6, bk + (pl) * 2 * kTile, kTileBytes); \
   _tile_loadd(7, bk + (pl) * 2 * kTile + kTile, kTileBytes)
-#define KILN_DP4             \
-  _tile_dpbf16ps(0, 4, 6);   \
-  _tile_dpbf16ps(1, 4, 7);   \
-  _tile_dpbf16ps(2, 5, 6);   \
+#define KILN_DP4           \
+  _tile_dpbf16ps(0, 4, 6); \
+  _tile_dpbf16ps(1, 4, 7); \
+  _tile_dpbf16ps(2, 5, 6); \
   _tile_dpbf16ps(3, 5, 7)
 
 // Accumulator tiles += the packed A sliver x the packed B panel over ksteps of 32. The plane
@@ -228,8 +227,7 @@ __attribute__((noinline)) void multiply(int64_t ksteps, const uint16_t* a, const
 #undef KILN_DP4
 
 // C[0:mr, 0:nr] (+)= alpha * tile, for tiles that cannot be stored to C directly.
-void store_through(const float* tile, float* c, int64_t rs, int64_t cs, int mr, int nr, float alpha,
-                   bool accumulate) {
+void store_through(const float* tile, float* c, int64_t rs, int64_t cs, int mr, int nr, float alpha, bool accumulate) {
   const __m512 va = _mm512_set1_ps(alpha);
   for (int i = 0; i < mr; ++i) {
     float* ci = c + i * rs;
@@ -291,19 +289,31 @@ bool rect_planes(const Problem<float>& p, int64_t bi, int64_t m0, int64_t m1, in
           if (mr == 32 && nr == 32 && p.c_cs == 1 && p.alpha == 1.0f) {
             const int64_t ldc = p.c_rs * int64_t(sizeof(float));
             if (pc == 0) {
-              _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+              _tile_zero(0);
+              _tile_zero(1);
+              _tile_zero(2);
+              _tile_zero(3);
             } else {
-              _tile_loadd(0, c, ldc); _tile_loadd(1, c + 16, ldc);
-              _tile_loadd(2, c + 16 * p.c_rs, ldc); _tile_loadd(3, c + 16 * p.c_rs + 16, ldc);
+              _tile_loadd(0, c, ldc);
+              _tile_loadd(1, c + 16, ldc);
+              _tile_loadd(2, c + 16 * p.c_rs, ldc);
+              _tile_loadd(3, c + 16 * p.c_rs + 16, ldc);
             }
             multiply<P>(ksteps, Ap, Bp + q * panel);
-            _tile_stored(0, c, ldc); _tile_stored(1, c + 16, ldc);
-            _tile_stored(2, c + 16 * p.c_rs, ldc); _tile_stored(3, c + 16 * p.c_rs + 16, ldc);
+            _tile_stored(0, c, ldc);
+            _tile_stored(1, c + 16, ldc);
+            _tile_stored(2, c + 16 * p.c_rs, ldc);
+            _tile_stored(3, c + 16 * p.c_rs + 16, ldc);
           } else {
-            _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
             multiply<P>(ksteps, Ap, Bp + q * panel);
-            _tile_stored(0, tile, 128); _tile_stored(1, tile + 16, 128);
-            _tile_stored(2, tile + 512, 128); _tile_stored(3, tile + 528, 128);
+            _tile_stored(0, tile, 128);
+            _tile_stored(1, tile + 16, 128);
+            _tile_stored(2, tile + 512, 128);
+            _tile_stored(3, tile + 528, 128);
             store_through(tile, c, p.c_rs, p.c_cs, mr, nr, p.alpha, pc > 0);
           }
         }

@@ -34,7 +34,7 @@ struct Problem {
   const T* const* a_parts = nullptr;
   const T* const* b_parts = nullptr;
   T* const* c_parts = nullptr;
-  uint64_t call = 0;         // which kiln_gemm call this is: operands do not change within one
+  uint64_t call = 0;  // which kiln_gemm call this is: operands do not change within one
 };
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -1,9 +1,9 @@
 // gemm_kernels.h — register-blocked GEMM micro-kernels, one template for every ISA level (simd.h).
 //
 // Every kernel has the same contract: with Ap an MR x kc sliver of A and Bp a kc x NR block of B whose
-// rows are ldb apart (Bp[k * ldb + j]; ldb = NR for a packed sliver), it sets C[0:mr, 0:nr] = alpha * Ap.Bp + beta * C, where C has row stride rs and unit
-// column stride, mr <= MR and nr <= NR. beta == 0 never reads C (NaN-safe). a_first says this is the
-// A sliver's first use (a prefetch hint). The accumulators of the whole MR x NR tile live in registers
+// rows are ldb apart (Bp[k * ldb + j]; ldb = NR for a packed sliver), it sets C[0:mr, 0:nr] = alpha * Ap.Bp + beta * C,
+// where C has row stride rs and unit column stride, mr <= MR and nr <= NR. beta == 0 never reads C (NaN-safe). a_first
+// says this is the A sliver's first use (a prefetch hint). The accumulators of the whole MR x NR tile live in registers
 // for the entire kc loop; each step loads NR/L vectors of B and broadcasts MR scalars of A (the BLIS
 // layout for a row-major C tile). Since A is only ever broadcast, its sliver needs no packed layout:
 // it is read through a pitch `lda` in one of two shapes (the ROWS template flag):

@@ -16,8 +16,8 @@ namespace kiln_rt::gemm {
 
 // Any layout, any element type: the compiler vectorizes the contiguous cases well enough.
 template <typename T, int W>
-inline void pack_sliver_generic(const T* src, int64_t lane_stride, int64_t k_stride, int lanes,
-                                int64_t kc, T* __restrict dst) {
+inline void pack_sliver_generic(const T* src, int64_t lane_stride, int64_t k_stride, int lanes, int64_t kc,
+                                T* __restrict dst) {
   if (lane_stride == 1) {
     for (int64_t k = 0; k < kc; ++k, dst += W) {
       const T* s = src + k * k_stride;
@@ -43,7 +43,7 @@ __attribute__((noinline)) void pack_sliver_vec(const T* src, int64_t lane_stride
   using X = simd::Vec<T>;
   using V = typename X::V;
   constexpr int L = X::L;
-  constexpr int G = (W + L - 1) / L;    // groups of L lanes
+  constexpr int G = (W + L - 1) / L;   // groups of L lanes
   constexpr int WL = W - L * (G - 1);  // lanes of the last group inside W
   if (lane_stride == 1) {
     for (int64_t k = 0; k < kc; ++k, dst += W) {

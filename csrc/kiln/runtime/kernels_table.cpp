@@ -14,8 +14,8 @@ int gemm_f32_fma(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, co
                   rows_done, rows_ctx);
 }
 int gemm_group_f32_fma(int64_t parts, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
-                       const float* const* b, int64_t b_rs, int64_t b_cs, float* const* c, int64_t c_rs,
-                       int64_t c_cs, int, kiln_range_fn rows_done, void* rows_ctx) {
+                       const float* const* b, int64_t b_rs, int64_t b_cs, float* const* c, int64_t c_rs, int64_t c_cs,
+                       int, kiln_range_fn rows_done, void* rows_ctx) {
   return gemm_group_f32(parts, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs, 0, rows_done, rows_ctx);
 }
 void gemm_shared_b_f32_fma(int64_t parts, int64_t m, int64_t n, int64_t k, const float* const* a, int64_t a_rs,

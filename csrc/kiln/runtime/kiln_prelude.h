@@ -13,20 +13,42 @@
 
 namespace kiln_rt {
 
-template <class T> struct is_fp { static constexpr bool value = false; };
-template <> struct is_fp<float> { static constexpr bool value = true; };
-template <> struct is_fp<double> { static constexpr bool value = true; };
+template <class T>
+struct is_fp {
+  static constexpr bool value = false;
+};
+template <>
+struct is_fp<float> {
+  static constexpr bool value = true;
+};
+template <>
+struct is_fp<double> {
+  static constexpr bool value = true;
+};
 
 // ---- libm, by overload ---------------------------------------------------------------------------
-#define KILN_MATH1(name)                                                  \
-  inline float name(float x) { return __builtin_##name##f(x); }          \
-  inline double name(double x) { return __builtin_##name(x); }
-#define KILN_MATH2(name)                                                  \
+#define KILN_MATH1(name)                                        \
+  inline float name(float x) { return __builtin_##name##f(x); } \
+  inline double name(double x) { return __builtin_##name(x); }  \
+  static_assert(true)
+#define KILN_MATH2(name)                                                    \
   inline float name(float x, float y) { return __builtin_##name##f(x, y); } \
-  inline double name(double x, double y) { return __builtin_##name(x, y); }
-KILN_MATH1(exp2) KILN_MATH1(log2) KILN_MATH1(sqrt) KILN_MATH1(sin) KILN_MATH1(cos) KILN_MATH1(tan)
-KILN_MATH1(floor) KILN_MATH1(ceil) KILN_MATH1(trunc) KILN_MATH1(nearbyint) KILN_MATH1(fabs)
-KILN_MATH2(fmod) KILN_MATH2(pow) KILN_MATH2(atan2)
+  inline double name(double x, double y) { return __builtin_##name(x, y); } \
+  static_assert(true)
+KILN_MATH1(exp2);
+KILN_MATH1(log2);
+KILN_MATH1(sqrt);
+KILN_MATH1(sin);
+KILN_MATH1(cos);
+KILN_MATH1(tan);
+KILN_MATH1(floor);
+KILN_MATH1(ceil);
+KILN_MATH1(trunc);
+KILN_MATH1(nearbyint);
+KILN_MATH1(fabs);
+KILN_MATH2(fmod);
+KILN_MATH2(pow);
+KILN_MATH2(atan2);
 inline float fma(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
 inline double fma(double a, double b, double c) { return __builtin_fma(a, b, c); }
 #undef KILN_MATH1
@@ -200,61 +222,114 @@ inline float erf(float x) {
 }
 inline double erf(double x) { return __builtin_erf(x); }
 
-template <class T> inline bool isnan_(T x) {
-  if constexpr (is_fp<T>::value) return __builtin_isnan(x); else return false;
+template <class T>
+inline bool isnan_(T x) {
+  if constexpr (is_fp<T>::value)
+    return __builtin_isnan(x);
+  else
+    return false;
 }
-template <class T> inline T iabs(T x) { return x < 0 ? -x : x; }
+template <class T>
+inline T iabs(T x) {
+  return x < 0 ? -x : x;
+}
 inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-template <class T> inline T infinity() {
-  if constexpr (sizeof(T) == 4) return __builtin_inff(); else return __builtin_inf();
+template <class T>
+inline T infinity() {
+  if constexpr (sizeof(T) == 4)
+    return __builtin_inff();
+  else
+    return __builtin_inf();
 }
-template <class T> inline T quiet_nan() {
-  if constexpr (sizeof(T) == 4) return __builtin_nanf(""); else return __builtin_nan("");
+template <class T>
+inline T quiet_nan() {
+  if constexpr (sizeof(T) == 4)
+    return __builtin_nanf("");
+  else
+    return __builtin_nan("");
 }
-template <class T> inline T lowest() {
-  if constexpr (is_fp<T>::value) return -infinity<T>();
-  else if constexpr (sizeof(T) == 1) return T(0);  // bool
-  else if constexpr (sizeof(T) == 4) return T(INT32_MIN);
-  else return T(INT64_MIN);
+template <class T>
+inline T lowest() {
+  if constexpr (is_fp<T>::value)
+    return -infinity<T>();
+  else if constexpr (sizeof(T) == 1)
+    return T(0);  // bool
+  else if constexpr (sizeof(T) == 4)
+    return T(INT32_MIN);
+  else
+    return T(INT64_MIN);
 }
-template <class T> inline T highest() {
-  if constexpr (is_fp<T>::value) return infinity<T>();
-  else if constexpr (sizeof(T) == 1) return T(1);  // bool
-  else if constexpr (sizeof(T) == 4) return T(INT32_MAX);
-  else return T(INT64_MAX);
+template <class T>
+inline T highest() {
+  if constexpr (is_fp<T>::value)
+    return infinity<T>();
+  else if constexpr (sizeof(T) == 1)
+    return T(1);  // bool
+  else if constexpr (sizeof(T) == 4)
+    return T(INT32_MAX);
+  else
+    return T(INT64_MAX);
 }
 
 // ---- activations ---------------------------------------------------------------------------------
-template <class T> inline T relu(T x) { return isnan_(x) ? x : (x > T(0) ? x : T(0)); }
-template <class T> inline T sigmoid(T x) { return T(1) / (T(1) + exp(-x)); }
-template <class T> inline T silu(T x) { return x / (T(1) + exp(-x)); }
-template <class T> inline T gelu(T x) { return T(0.5) * x * (T(1) + erf(x * T(0.70710678118654752440))); }
-template <class T> inline T gelu_tanh(T x) {
+template <class T>
+inline T relu(T x) {
+  return isnan_(x) ? x : (x > T(0) ? x : T(0));
+}
+template <class T>
+inline T sigmoid(T x) {
+  return T(1) / (T(1) + exp(-x));
+}
+template <class T>
+inline T silu(T x) {
+  return x / (T(1) + exp(-x));
+}
+template <class T>
+inline T gelu(T x) {
+  return T(0.5) * x * (T(1) + erf(x * T(0.70710678118654752440)));
+}
+template <class T>
+inline T gelu_tanh(T x) {
   const T k = T(0.79788456080286535588);  // sqrt(2/pi)
   return T(0.5) * x * (T(1) + tanh(k * (x + T(0.044715) * x * x * x)));
 }
 // IEEE sqrt then division, both vectorized (generated code gets -fno-math-errno): at most 1 ulp for
 // float, measured over every positive float; rsqrt(+-0) = +-inf, rsqrt(inf) = 0, x < 0 gives NaN.
-template <class T> inline T rsqrt(T x) { return T(1) / sqrt(x); }
-template <class T> inline T reciprocal(T x) { return T(1) / x; }
+template <class T>
+inline T rsqrt(T x) {
+  return T(1) / sqrt(x);
+}
+template <class T>
+inline T reciprocal(T x) {
+  return T(1) / x;
+}
 // Eager's sign(NaN) is 0: both comparisons are false.
-template <class T> inline T sign(T x) { return T((T(0) < x) - (x < T(0))); }
-template <class T> inline T round_half_even(T x) { return nearbyint(x); }
+template <class T>
+inline T sign(T x) {
+  return T((T(0) < x) - (x < T(0)));
+}
+template <class T>
+inline T round_half_even(T x) {
+  return nearbyint(x);
+}
 
 // ---- NaN-propagating binary ops ------------------------------------------------------------------
-template <class T> inline T maximum(T a, T b) {
+template <class T>
+inline T maximum(T a, T b) {
   if (isnan_(a) || isnan_(b)) return quiet_nan<T>();
   return a > b ? a : b;
 }
-template <class T> inline T minimum(T a, T b) {
+template <class T>
+inline T minimum(T a, T b) {
   if (isnan_(a) || isnan_(b)) return quiet_nan<T>();
   return a < b ? a : b;
 }
 
 // ---- Python's integer and float division/modulo ---------------------------------------------------
-template <class T> inline T floordiv(T a, T b) {
+template <class T>
+inline T floordiv(T a, T b) {
   if constexpr (is_fp<T>::value) {
     return floor(a / b);
   } else {
@@ -264,11 +339,15 @@ template <class T> inline T floordiv(T a, T b) {
     return q;
   }
 }
-template <class T> inline T truncdiv(T a, T b) {
-  if constexpr (is_fp<T>::value) return trunc(a / b);
-  else return b == 0 ? 0 : a / b;
+template <class T>
+inline T truncdiv(T a, T b) {
+  if constexpr (is_fp<T>::value)
+    return trunc(a / b);
+  else
+    return b == 0 ? 0 : a / b;
 }
-template <class T> inline T remainder(T a, T b) {
+template <class T>
+inline T remainder(T a, T b) {
   if constexpr (is_fp<T>::value) {
     T r = fmod(a, b);
     if (r != T(0) && ((r < T(0)) != (b < T(0)))) r += b;
@@ -280,11 +359,15 @@ template <class T> inline T remainder(T a, T b) {
     return r;
   }
 }
-template <class T> inline T fmod_(T a, T b) {
-  if constexpr (is_fp<T>::value) return fmod(a, b);
-  else return b == 0 ? 0 : a % b;
+template <class T>
+inline T fmod_(T a, T b) {
+  if constexpr (is_fp<T>::value)
+    return fmod(a, b);
+  else
+    return b == 0 ? 0 : a % b;
 }
-template <class T> inline T pow_(T a, T b) {
+template <class T>
+inline T pow_(T a, T b) {
   if constexpr (is_fp<T>::value) {
     return pow(a, b);
   } else {
@@ -300,13 +383,19 @@ template <class T> inline T pow_(T a, T b) {
 }
 
 // ---- reduction steps that keep NaN (eager's max/min return NaN when any element is NaN) ----------
-template <class T> inline T max_step(T acc, T x) {
-  if constexpr (is_fp<T>::value) return (x > acc || isnan_(x)) && !isnan_(acc) ? x : acc;
-  else return x > acc ? x : acc;
+template <class T>
+inline T max_step(T acc, T x) {
+  if constexpr (is_fp<T>::value)
+    return (x > acc || isnan_(x)) && !isnan_(acc) ? x : acc;
+  else
+    return x > acc ? x : acc;
 }
-template <class T> inline T min_step(T acc, T x) {
-  if constexpr (is_fp<T>::value) return (x < acc || isnan_(x)) && !isnan_(acc) ? x : acc;
-  else return x < acc ? x : acc;
+template <class T>
+inline T min_step(T acc, T x) {
+  if constexpr (is_fp<T>::value)
+    return (x < acc || isnan_(x)) && !isnan_(acc) ? x : acc;
+  else
+    return x < acc ? x : acc;
 }
 
 // ---- index checks --------------------------------------------------------------------------------
@@ -338,7 +427,8 @@ inline int64_t checked_index(int64_t i, int64_t size, bool wrap_negative, int& b
 
 // ---- scratch rows --------------------------------------------------------------------------------
 // A thread's scratch row for a kernel-local value too large for the stack.
-template <class T> struct Row {
+template <class T>
+struct Row {
   T* data;
   explicit Row(int64_t n) : data(static_cast<T*>(__builtin_malloc(sizeof(T) * static_cast<uint64_t>(n > 0 ? n : 1)))) {}
   ~Row() { __builtin_free(data); }

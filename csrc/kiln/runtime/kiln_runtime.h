@@ -39,25 +39,25 @@ enum {
 // What every decision about code and kernel parameters reads: the level, its vector geometry and
 // the caches and cores of this machine.
 typedef struct kiln_target {
-  int isa;                // the level in use
-  int detected_isa;       // the best level this CPU and OS run
-  int forced;             // 1 when KILN_ISA chose `isa`
-  int vector_bytes;       // 16, 32 or 64
-  int vector_registers;   // architectural vector registers: 16 or 32
-  int64_t l1d_bytes;      // per core
+  int isa;               // the level in use
+  int detected_isa;      // the best level this CPU and OS run
+  int forced;            // 1 when KILN_ISA chose `isa`
+  int vector_bytes;      // 16, 32 or 64
+  int vector_registers;  // architectural vector registers: 16 or 32
+  int64_t l1d_bytes;     // per core
   int l1d_ways;
-  int64_t l2_bytes;       // per core
-  int64_t l3_bytes;       // as the OS reports it (shared)
-  int cores;              // online CPUs
-  char cpu[64];           // the CPU's brand string
+  int64_t l2_bytes;  // per core
+  int64_t l3_bytes;  // as the OS reports it (shared)
+  int cores;         // online CPUs
+  char cpu[64];      // the CPU's brand string
 } kiln_target;
 // The process's target: detected once, KILN_ISA applied.
 const kiln_target* kiln_get_target(void);
 // The target at level `isa` on this machine (same caches and cores). Returns 0 when `isa` is not a
 // level or this CPU cannot run it, 1 otherwise.
 int kiln_target_for(int isa, kiln_target* out);
-const char* kiln_isa_name(int isa);           // "baseline", "avx2", "avx512", "avx512_amx"
-int kiln_isa_from_name(const char* name);     // -1 for an unknown name
+const char* kiln_isa_name(int isa);        // "baseline", "avx2", "avx512", "avx512_amx"
+int kiln_isa_from_name(const char* name);  // -1 for an unknown name
 
 // ---- GEMM ----------------------------------------------------------------------------------------
 // For each b in [0, batch): C_b = alpha * A_b @ B_b + beta * C_b, with A_b (m x k), B_b (k x n),
@@ -72,28 +72,25 @@ int kiln_isa_from_name(const char* name);     // -1 for an unknown name
 // rows_done(rows_ctx, r0, r1) from its worker threads as soon as rows [r0, r1) of C are final, while
 // it computes others, so the epilogue finds them in cache. Returns 1 when it did so for every row
 // (each exactly once), 0 when it never called it (the caller then runs the epilogue itself).
-typedef int kiln_gemm_f32_fn(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha,
-                             const float* a, int64_t a_bs, int64_t a_rs, int64_t a_cs,
-                             const float* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, float beta,
-                             float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, int bf16_planes,
+typedef int kiln_gemm_f32_fn(int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t a_bs,
+                             int64_t a_rs, int64_t a_cs, const float* b, int64_t b_bs, int64_t b_rs, int64_t b_cs,
+                             float beta, float* c, int64_t c_bs, int64_t c_rs, int64_t c_cs, int bf16_planes,
                              kiln_range_fn rows_done, void* rows_ctx);
-typedef int kiln_gemm_f64_fn(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha,
-                             const double* a, int64_t a_bs, int64_t a_rs, int64_t a_cs,
-                             const double* b, int64_t b_bs, int64_t b_rs, int64_t b_cs, double beta,
-                             double* c, int64_t c_bs, int64_t c_rs, int64_t c_cs,
+typedef int kiln_gemm_f64_fn(int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+                             int64_t a_bs, int64_t a_rs, int64_t a_cs, const double* b, int64_t b_bs, int64_t b_rs,
+                             int64_t b_cs, double beta, double* c, int64_t c_bs, int64_t c_rs, int64_t c_cs,
                              kiln_range_fn rows_done, void* rows_ctx);
 // Sibling products sharing A, in one call: C_p = A B_p for p < parts (the Q, K and V projections of
 // one input). Every B_p is k x n with strides (b_rs, b_cs), every C_p m x n with (c_rs, c_cs). Each
 // sliver of A is read once for all parts' columns, and the threads wake once. Results are those of
 // `parts` kiln_gemm_f32 calls; rows_done as there (a row is final once it is final in every part).
 typedef int kiln_gemm_group_f32_fn(int64_t parts, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs,
-                                   int64_t a_cs, const float* const* b, int64_t b_rs, int64_t b_cs,
-                                   float* const* c, int64_t c_rs, int64_t c_cs, int bf16_planes,
-                                   kiln_range_fn rows_done, void* rows_ctx);
-typedef int kiln_gemm_group_f64_fn(int64_t parts, int64_t m, int64_t n, int64_t k, const double* a, int64_t a_rs,
-                                   int64_t a_cs, const double* const* b, int64_t b_rs, int64_t b_cs,
-                                   double* const* c, int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done,
+                                   int64_t a_cs, const float* const* b, int64_t b_rs, int64_t b_cs, float* const* c,
+                                   int64_t c_rs, int64_t c_cs, int bf16_planes, kiln_range_fn rows_done,
                                    void* rows_ctx);
+typedef int kiln_gemm_group_f64_fn(int64_t parts, int64_t m, int64_t n, int64_t k, const double* a, int64_t a_rs,
+                                   int64_t a_cs, const double* const* b, int64_t b_rs, int64_t b_cs, double* const* c,
+                                   int64_t c_rs, int64_t c_cs, kiln_range_fn rows_done, void* rows_ctx);
 // Sibling products sharing B, in one call: C_p = A_p B for p < parts (the weight gradients of the Q,
 // K and V projections, all against the same input). Every A_p is m x k with strides (a_rs, a_cs),
 // every C_p m x n with (c_rs, c_cs). B is packed once for all parts' rows. Results are those of
@@ -175,12 +172,10 @@ kiln_attention_bwd_f64_fn kiln_attention_bwd_f64;
 // Indices are int64 (idx_is_i64 != 0) or int32. Deterministic: each thread owns a column range and
 // adds rows in index order, exactly as a sequential loop would. Out-of-range indices are skipped
 // and counted; the return value is that count (the caller raises).
-int64_t kiln_index_add_rows_f32(float* out, int64_t rows, int64_t d, int64_t out_rs, const void* idx,
-                                int idx_is_i64, int64_t n, const float* src, int64_t src_rs,
-                                int64_t padding_idx);
-int64_t kiln_index_add_rows_f64(double* out, int64_t rows, int64_t d, int64_t out_rs, const void* idx,
-                                int idx_is_i64, int64_t n, const double* src, int64_t src_rs,
-                                int64_t padding_idx);
+int64_t kiln_index_add_rows_f32(float* out, int64_t rows, int64_t d, int64_t out_rs, const void* idx, int idx_is_i64,
+                                int64_t n, const float* src, int64_t src_rs, int64_t padding_idx);
+int64_t kiln_index_add_rows_f64(double* out, int64_t rows, int64_t d, int64_t out_rs, const void* idx, int idx_is_i64,
+                                int64_t n, const double* src, int64_t src_rs, int64_t padding_idx);
 
 // ---- errors --------------------------------------------------------------------------------------
 // Generated code reports a failure (an index out of range, say) by returning a non-zero status from

@@ -62,10 +62,11 @@ void scatter_range(void* ctx, int64_t b, int64_t e) {
 }
 
 template <typename T>
-int64_t index_add_rows(T* out, int64_t rows, int64_t d, int64_t out_rs, const void* idx, int idx_is_i64,
-                       int64_t n, const T* src, int64_t src_rs, int64_t padding_idx) {
-  ScatterArgs<T> a{out, rows, d, out_rs, idx, idx_is_i64 != 0, n, src, src_rs, padding_idx,
-                   padding_idx >= 0 && padding_idx < rows, 0, {0}};
+int64_t index_add_rows(T* out, int64_t rows, int64_t d, int64_t out_rs, const void* idx, int idx_is_i64, int64_t n,
+                       const T* src, int64_t src_rs, int64_t padding_idx) {
+  ScatterArgs<T> a{
+      out, rows, d, out_rs, idx, idx_is_i64 != 0, n, src, src_rs, padding_idx, padding_idx >= 0 && padding_idx < rows,
+      0,   {0}};
   if (d <= 0) {  // nothing to add, but out-of-range indices still count
     int64_t bad = 0;
     for (int64_t i = 0; i < n; ++i) {
@@ -86,15 +87,13 @@ int64_t index_add_rows(T* out, int64_t rows, int64_t d, int64_t out_rs, const vo
 
 extern "C" {
 
-int64_t kiln_index_add_rows_f32(float* out, int64_t rows, int64_t d, int64_t out_rs, const void* idx,
-                                int idx_is_i64, int64_t n, const float* src, int64_t src_rs,
-                                int64_t padding_idx) {
+int64_t kiln_index_add_rows_f32(float* out, int64_t rows, int64_t d, int64_t out_rs, const void* idx, int idx_is_i64,
+                                int64_t n, const float* src, int64_t src_rs, int64_t padding_idx) {
   return index_add_rows(out, rows, d, out_rs, idx, idx_is_i64, n, src, src_rs, padding_idx);
 }
 
-int64_t kiln_index_add_rows_f64(double* out, int64_t rows, int64_t d, int64_t out_rs, const void* idx,
-                                int idx_is_i64, int64_t n, const double* src, int64_t src_rs,
-                                int64_t padding_idx) {
+int64_t kiln_index_add_rows_f64(double* out, int64_t rows, int64_t d, int64_t out_rs, const void* idx, int idx_is_i64,
+                                int64_t n, const double* src, int64_t src_rs, int64_t padding_idx) {
   return index_add_rows(out, rows, d, out_rs, idx, idx_is_i64, n, src, src_rs, padding_idx);
 }
 

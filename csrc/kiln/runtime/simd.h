@@ -135,17 +135,29 @@ constexpr TransposeIndex make_transpose_index() {
 inline constexpr TransposeIndex kTransposeIndex = make_transpose_index();
 
 template <>
-inline Vec<float>::V Vec<float>::set1(float x) { return (V)_mm512_set1_ps(x); }
+inline Vec<float>::V Vec<float>::set1(float x) {
+  return (V)_mm512_set1_ps(x);
+}
 template <>
-inline Vec<double>::V Vec<double>::set1(double x) { return (V)_mm512_set1_pd(x); }
+inline Vec<double>::V Vec<double>::set1(double x) {
+  return (V)_mm512_set1_pd(x);
+}
 template <>
-inline Vec<float>::V Vec<float>::loadu(const float* p) { return (V)_mm512_loadu_ps(p); }
+inline Vec<float>::V Vec<float>::loadu(const float* p) {
+  return (V)_mm512_loadu_ps(p);
+}
 template <>
-inline Vec<double>::V Vec<double>::loadu(const double* p) { return (V)_mm512_loadu_pd(p); }
+inline Vec<double>::V Vec<double>::loadu(const double* p) {
+  return (V)_mm512_loadu_pd(p);
+}
 template <>
-inline void Vec<float>::storeu(float* p, V v) { _mm512_storeu_ps(p, (__m512)v); }
+inline void Vec<float>::storeu(float* p, V v) {
+  _mm512_storeu_ps(p, (__m512)v);
+}
 template <>
-inline void Vec<double>::storeu(double* p, V v) { _mm512_storeu_pd(p, (__m512d)v); }
+inline void Vec<double>::storeu(double* p, V v) {
+  _mm512_storeu_pd(p, (__m512d)v);
+}
 template <>
 inline Vec<float>::V Vec<float>::fma(V a, V b, V c) {
   return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
@@ -171,13 +183,21 @@ inline void Vec<double>::store_first(double* p, int n, V v) {
   _mm512_mask_storeu_pd(p, mask8(n), (__m512d)v);
 }
 template <>
-inline float Vec<float>::hsum(V v) { return _mm512_reduce_add_ps((__m512)v); }
+inline float Vec<float>::hsum(V v) {
+  return _mm512_reduce_add_ps((__m512)v);
+}
 template <>
-inline double Vec<double>::hsum(V v) { return _mm512_reduce_add_pd((__m512d)v); }
+inline double Vec<double>::hsum(V v) {
+  return _mm512_reduce_add_pd((__m512d)v);
+}
 template <>
-inline float Vec<float>::hmax(V v) { return _mm512_reduce_max_ps((__m512)v); }
+inline float Vec<float>::hmax(V v) {
+  return _mm512_reduce_max_ps((__m512)v);
+}
 template <>
-inline double Vec<double>::hmax(V v) { return _mm512_reduce_max_pd((__m512d)v); }
+inline double Vec<double>::hmax(V v) {
+  return _mm512_reduce_max_pd((__m512d)v);
+}
 // 64 vpermt2ps, one per output half of each row pair and stage.
 template <>
 __attribute__((always_inline)) inline void Vec<float>::transpose(V r[16]) {
@@ -206,22 +226,32 @@ inline void Vec<double>::transpose(V r[8]) {
 inline __m256i mask_i32(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
-inline __m256i mask_i64(int n) {
-  return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
-}
+inline __m256i mask_i64(int n) { return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)); }
 
 template <>
-inline Vec<float>::V Vec<float>::set1(float x) { return (V)_mm256_set1_ps(x); }
+inline Vec<float>::V Vec<float>::set1(float x) {
+  return (V)_mm256_set1_ps(x);
+}
 template <>
-inline Vec<double>::V Vec<double>::set1(double x) { return (V)_mm256_set1_pd(x); }
+inline Vec<double>::V Vec<double>::set1(double x) {
+  return (V)_mm256_set1_pd(x);
+}
 template <>
-inline Vec<float>::V Vec<float>::loadu(const float* p) { return (V)_mm256_loadu_ps(p); }
+inline Vec<float>::V Vec<float>::loadu(const float* p) {
+  return (V)_mm256_loadu_ps(p);
+}
 template <>
-inline Vec<double>::V Vec<double>::loadu(const double* p) { return (V)_mm256_loadu_pd(p); }
+inline Vec<double>::V Vec<double>::loadu(const double* p) {
+  return (V)_mm256_loadu_pd(p);
+}
 template <>
-inline void Vec<float>::storeu(float* p, V v) { _mm256_storeu_ps(p, (__m256)v); }
+inline void Vec<float>::storeu(float* p, V v) {
+  _mm256_storeu_ps(p, (__m256)v);
+}
 template <>
-inline void Vec<double>::storeu(double* p, V v) { _mm256_storeu_pd(p, (__m256d)v); }
+inline void Vec<double>::storeu(double* p, V v) {
+  _mm256_storeu_pd(p, (__m256d)v);
+}
 template <>
 inline Vec<float>::V Vec<float>::fma(V a, V b, V c) {
   return (V)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
@@ -296,17 +326,29 @@ inline void Vec<double>::transpose(V r[4]) {
 #else  // baseline: SSE (x86-64-v2), or anything GCC vectors run on
 
 template <>
-inline Vec<float>::V Vec<float>::set1(float x) { return (V)_mm_set1_ps(x); }
+inline Vec<float>::V Vec<float>::set1(float x) {
+  return (V)_mm_set1_ps(x);
+}
 template <>
-inline Vec<double>::V Vec<double>::set1(double x) { return (V)_mm_set1_pd(x); }
+inline Vec<double>::V Vec<double>::set1(double x) {
+  return (V)_mm_set1_pd(x);
+}
 template <>
-inline Vec<float>::V Vec<float>::loadu(const float* p) { return (V)_mm_loadu_ps(p); }
+inline Vec<float>::V Vec<float>::loadu(const float* p) {
+  return (V)_mm_loadu_ps(p);
+}
 template <>
-inline Vec<double>::V Vec<double>::loadu(const double* p) { return (V)_mm_loadu_pd(p); }
+inline Vec<double>::V Vec<double>::loadu(const double* p) {
+  return (V)_mm_loadu_pd(p);
+}
 template <>
-inline void Vec<float>::storeu(float* p, V v) { _mm_storeu_ps(p, (__m128)v); }
+inline void Vec<float>::storeu(float* p, V v) {
+  _mm_storeu_ps(p, (__m128)v);
+}
 template <>
-inline void Vec<double>::storeu(double* p, V v) { _mm_storeu_pd(p, (__m128d)v); }
+inline void Vec<double>::storeu(double* p, V v) {
+  _mm_storeu_pd(p, (__m128d)v);
+}
 template <typename T>
 inline typename Vec<T>::V Vec<T>::fma(V a, V b, V c) {
   return a * b + c;  // no FMA instruction at this level; -ffp-contract=off keeps it two roundings

@@ -27,7 +27,7 @@ V softmax_exp(V x) {
   if constexpr (sizeof(x[0]) == 4) {
     typedef int32_t VI __attribute__((vector_size(sizeof(V))));
     const V lo = V{} - 87.3f, shift = V{} + 12582912.0f;  // 1.5 * 2^23
-    x = lo > x ? lo : x;  // x < -87.3 -> -87.3; NaN stays NaN
+    x = lo > x ? lo : x;                                  // x < -87.3 -> -87.3; NaN stays NaN
     const V t = x * 1.44269504088896341f + shift;
     const V n = t - shift;
     V r = n * -0.693145751953125f + x;

@@ -37,8 +37,8 @@ int detect_isa() {
   if (!v2) return -1;
   const bool osxsave = bit(c, 27), avx = bit(c, 28), fma = bit(c, 12), f16c = bit(c, 29), movbe = bit(c, 22);
   const uint64_t xcr = osxsave ? xcr0() : 0;
-  const bool ymm_state = (xcr & 0x6) == 0x6;     // SSE + AVX state
-  const bool zmm_state = (xcr & 0xE6) == 0xE6;   // + opmask, ZMM_Hi256, Hi16_ZMM
+  const bool ymm_state = (xcr & 0x6) == 0x6;           // SSE + AVX state
+  const bool zmm_state = (xcr & 0xE6) == 0xE6;         // + opmask, ZMM_Hi256, Hi16_ZMM
   const bool tile_state = (xcr & 0x60000) == 0x60000;  // XTILECFG + XTILEDATA
   unsigned a7 = 0, b7 = 0, c7 = 0, d7 = 0;
   __get_cpuid_count(7, 0, &a7, &b7, &c7, &d7);
@@ -48,7 +48,8 @@ int detect_isa() {
   const bool avx2 = bit(b7, 5), bmi1 = bit(b7, 3), bmi2 = bit(b7, 8);
   const bool v3 = avx && avx2 && fma && f16c && movbe && bmi1 && bmi2 && lzcnt && ymm_state;
   if (!v3) return KILN_ISA_BASELINE;
-  const bool v4 = bit(b7, 16) && bit(b7, 17) && bit(b7, 28) && bit(b7, 30) && bit(b7, 31) && zmm_state;  // F DQ CD BW VL
+  const bool v4 =
+      bit(b7, 16) && bit(b7, 17) && bit(b7, 28) && bit(b7, 30) && bit(b7, 31) && zmm_state;  // F DQ CD BW VL
   if (!v4) return KILN_ISA_AVX2;
   const bool amx = bit(d7, 22) && bit(d7, 24) && tile_state;  // AMX-BF16, AMX-TILE
   return amx && os_grants_amx() ? KILN_ISA_AVX512_AMX : KILN_ISA_AVX512;
@@ -63,7 +64,8 @@ void cpu_brand(char out[64]) {
   unsigned regs[12] = {};
   unsigned max_ext = __get_cpuid_max(0x80000000, nullptr);
   if (max_ext >= 0x80000004) {
-    for (unsigned i = 0; i < 3; ++i) __get_cpuid(0x80000002 + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);
+    for (unsigned i = 0; i < 3; ++i)
+      __get_cpuid(0x80000002 + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);
   }
   char brand[49] = {};
   std::memcpy(brand, regs, 48);

@@ -46,8 +46,7 @@ inline void cpu_relax() {
 }
 
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -200,8 +199,7 @@ class Pool {
       int64_t b, e;
       chunk_bounds(j, index + 1, &b, &e);
       j.fn(j.ctx, b, e);
-      if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
-          caller_sleeping_.load(std::memory_order_seq_cst))
+      if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping_.load(std::memory_order_seq_cst))
         word_wake(pending_);
     }
   }
@@ -310,8 +308,6 @@ int kiln_get_num_threads(void) {
   return n;
 }
 
-void kiln_set_num_threads(int n) {
-  g_num_threads.store(n > 0 ? n : hardware_threads(), std::memory_order_relaxed);
-}
+void kiln_set_num_threads(int n) { g_num_threads.store(n > 0 ? n : hardware_threads(), std::memory_order_relaxed); }
 
 }  // extern "C"

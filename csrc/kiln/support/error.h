@@ -38,13 +38,13 @@ std::string str_cat(const Parts&... parts) {
 }  // namespace kiln
 
 // KILN_CHECK(cond, parts...) guards kiln's own invariants; KILN_USER_CHECK guards what users pass.
-#define KILN_CHECK(cond, ...)                                                                    \
-  do {                                                                                           \
-    if (!(cond))                                                                                 \
-      throw ::kiln::InternalError(::kiln::str_cat("internal error at ", __FILE__, ":", __LINE__, \
-                                                  ": ", #cond, " ", ##__VA_ARGS__));             \
+#define KILN_CHECK(cond, ...)                                                                               \
+  do {                                                                                                      \
+    if (!(cond))                                                                                            \
+      throw ::kiln::InternalError(                                                                          \
+          ::kiln::str_cat("internal error at ", __FILE__, ":", __LINE__, ": ", #cond, " ", ##__VA_ARGS__)); \
   } while (0)
-#define KILN_USER_CHECK(cond, ...)                                       \
-  do {                                                                   \
+#define KILN_USER_CHECK(cond, ...)                                      \
+  do {                                                                  \
     if (!(cond)) throw ::kiln::UserError(::kiln::str_cat(__VA_ARGS__)); \
   } while (0)

@@ -106,7 +106,7 @@ def gemm(settings, progress) -> list[dict]:
                     settings.log_error(f"gemm {label} {c.name}", exc)
             rows.append(row)
         if ready:
-            steps = [lambda fn=fn: fn(a, b) for _, fn in ready]
+            steps = [lambda fn=fn: fn(a, b) for _, fn in ready]  # noqa: B023 (timed within this iteration)
             # The FMA peak loop of each ISA level in use takes turns with the contenders, on the same
             # pool and the same number of flops: the peak at the same moments, for a shared host whose
             # speed drifts.

@@ -210,7 +210,8 @@ def _in_process(isa: str | None = None):
             return None
         parallel = ctypes.cast(ctypes.CDLL(gomp[0]).GOMP_parallel, ctypes.c_void_p).value
         level, flags, width = _level(isa)
-        lib = ctypes.CDLL(_compile(_IN_PROCESS_SOURCE, f"in-process-{level}", ["-shared", "-fPIC", *flags, f"-DW={width}"]))
+        lib = ctypes.CDLL(_compile(_IN_PROCESS_SOURCE, f"in-process-{level}",
+                                   ["-shared", "-fPIC", *flags, f"-DW={width}"]))
         return parallel, lib, width
     except Exception:
         return None

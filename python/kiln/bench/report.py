@@ -69,7 +69,7 @@ def attention_table(rows, contenders, suite) -> str:
         by[key][r["contender"]] = r
     lead = ["heads", "d_head", "seq_len"] if suite == "sdpa" else ["d_model", "seq_len"]
     header = list(lead)
-    for prefix, word in (("fwd", "Forward"), ("bwd", "Backward")):
+    for _prefix, word in (("fwd", "Forward"), ("bwd", "Backward")):
         for n in names:
             header.append(f"{n} {word} (ms)")
             if n in compiled:
