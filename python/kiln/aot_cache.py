@@ -14,6 +14,7 @@ its Python sources, and the backend options. They never mix with Inductor's entr
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import operator
@@ -58,6 +59,11 @@ def enabled(opts) -> bool:
     return os.environ.get("KILN_AOT_CACHE", "1") != "0" and not torch.compiler.config.force_disable_caches
 
 
+# The options of the compile in progress: an entry loaded from the cache writes its debug files where
+# this compile asks (its own options, pickled by the process that stored it, may name another place).
+_current_opts: contextvars.ContextVar = contextvars.ContextVar("kiln_aot_opts", default=None)
+
+
 @contextlib.contextmanager
 def scope(opts):
     """While AOTAutograd runs: bundled entries, stored under kiln's cache directory.
@@ -71,7 +77,9 @@ def scope(opts):
     from kiln import _C
 
     directory = os.path.join(_C.cache_dir(), "aot", _identity(opts))
+    token = _current_opts.set(opts)
     with contextlib.ExitStack() as stack:
+        stack.callback(_current_opts.reset, token)
         stack.enter_context(torch._functorch.config.patch(bundled_autograd_cache=True,
                                                           force_non_lazy_backward_lowering=True))
         stack.enter_context(unittest.mock.patch.object(AOTAutogradCache, "_get_tmp_dir",
@@ -149,6 +157,11 @@ class KilnOutputCode(OutputCode):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._call = self._first_call
+        # Where files go is this process's choice: the debug and cache directories of the compile
+        # loading the entry, not of the one that stored it (they are not in the key either).
+        current = _current_opts.get()
+        if current is not None:
+            self._opts = dataclasses.replace(self._opts, debug_dir=current.debug_dir, cache_dir=current.cache_dir)
 
 
 def _dumps(gm: torch.fx.GraphModule) -> bytes | None:

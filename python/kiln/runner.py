@@ -45,6 +45,10 @@ class KilnGraph:
         self.fallback = gm.forward
         self.imp = GraphImport(gm)
         debug_dir = os.path.join(opts.debug_dir, name) if opts.debug_dir else ""
+        if debug_dir:  # the FX graph and a runnable repro beside every stage C++ writes
+            from kiln import repro
+
+            repro.write(gm, debug_dir, name)
         # Mutated inputs: the planner decides which new values can be written over the old ones
         # (kiln.mutations).
         candidates = {}

@@ -3,6 +3,8 @@ cache across processes, debug dumps, a corrupt cache entry, the installed packag
 import glob
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -367,3 +369,54 @@ def test_value_returned_twice_is_one_buffer():
     assert a is b
     assert_same((a, c), (x.exp(), -x.exp()))
     assert_kiln_ran(w.delta)
+
+
+DEBUG_PROGRAM = """
+import torch
+f = torch.compile(lambda x, w: torch.tanh(torch.softmax(x, dim=1) @ w) + x.sum(), backend="kiln")
+f(torch.randn(8, 16), torch.randn(16, 16))
+"""
+
+
+def _stage_files(debug):
+    graphs = [d for d in debug.iterdir() if d.is_dir()]
+    assert len(graphs) == 1, sorted(p.name for p in debug.iterdir())
+    return graphs[0], {p.name for p in graphs[0].iterdir()}
+
+
+def test_debug_dir_gets_every_stage_and_a_runnable_repro_even_on_a_cache_hit(run_python, tmp_path):
+    """Every lowering step (NN-<step>.kir/.plan/.cpp), the FX graph, the compile command and a repro.py
+    that rebuilds the graph and compares kiln with eager; a second process, whose code comes from the
+    cache, writes them all again."""
+    from kiln import _C
+
+    cache = tmp_path / "cache"
+    for run, debug in enumerate((tmp_path / "cold", tmp_path / "warm")):
+        run_python(DEBUG_PROGRAM, env={"KILN_CACHE_DIR": str(cache), "KILN_DEBUG_DIR": str(debug)})
+        graph, files = _stage_files(debug)
+        for step in _C.lowering_steps():
+            assert any(n.endswith(f"-{step}.kir") or n.endswith(f"-{step}.plan") or n.endswith(f"-{step}.cpp")
+                       for n in files), (step, sorted(files))
+        for name in ("00-imported.kir", "90-kernels.txt", "91-generated.cpp", "build.sh", "compile.log",
+                     "fx_graph.txt", "repro.py"):
+            assert name in files, (name, sorted(files))
+        assert ("cache hit" in (graph / "compile.log").read_text()) == (run == 1)
+    env = {k: v for k, v in os.environ.items() if k not in ("KILN_DEBUG_DIR", "PYTHONPATH")}
+    p = subprocess.run([sys.executable, str(graph / "repro.py")], env={**env, "KILN_CACHE_DIR": str(cache)}, cwd="/",
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.startswith("OK: kiln agrees with eager"), p.stdout + p.stderr[-3000:]
+
+
+def test_warm_start_through_the_aot_cache_dumps_into_the_current_debug_dir(run_python, tmp_path):
+    """The AOT cache stores kiln's compiled graphs with their options; where debug files go is the
+    loading process's KILN_DEBUG_DIR, not the storing one's."""
+    env = {"KILN_CACHE_DIR": str(tmp_path / "cache"), "KILN_AOT_CACHE": "1"}
+    first, second = tmp_path / "first", tmp_path / "second"
+    run_python(DEBUG_PROGRAM, env={**env, "KILN_DEBUG_DIR": str(first)})
+    before = sorted(p.name for p in first.rglob("*"))
+    p = run_python(DEBUG_PROGRAM + "import kiln; print(kiln.stats()['aot_cache_hits'])",
+                   env={**env, "KILN_DEBUG_DIR": str(second)})
+    assert int(p.stdout.strip().splitlines()[-1]) >= 1, "the second process did not start warm"
+    assert sorted(p.name for p in first.rglob("*")) == before, "the warm start wrote into the first debug dir"
+    _, files = _stage_files(second)
+    assert "91-generated.cpp" in files and "repro.py" in files, sorted(files)

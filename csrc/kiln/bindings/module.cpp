@@ -252,6 +252,7 @@ NB_MODULE(_C, m) {
     return d;
   });
   m.def("reset_stats", &reset_driver_stats);
+  m.def("lowering_steps", &lowering_steps);  // driver/lower.cpp's steps, in order
   m.def("cache_dir", &jit::cache_dir);
   m.def("build_id", [] { return std::string(build_id()); });
   m.def("gemm_has_amx", [] { return kiln_gemm_has_amx() != 0; });

@@ -111,7 +111,9 @@ std::shared_ptr<CompiledGraph> CompiledGraph::compile(const Graph& imported, con
     write_file(opt.debug_dir, "00-imported.kir", imported_text);
   }
 
-  std::optional<jit::BuildResult> built = jit::try_load(req);
+  // With a debug directory every stage is written even on a cache hit: lowering takes milliseconds,
+  // and build_or_load writes the compile command and finds the cached library.
+  std::optional<jit::BuildResult> built = opt.debug_dir.empty() ? jit::try_load(req) : std::nullopt;
   if (!built) {
     LowerOptions lo;
     lo.target = opt.target;
