@@ -14,8 +14,6 @@ namespace kiln {
 
 namespace {
 
-constexpr int64_t kSumBlock = 4096;  // elements per partial sum: keeps long rows accurate
-
 std::string ptr_type(DType t) { return std::string(dtype_c_type(t)) + "*"; }
 
 struct Gen {
@@ -25,8 +23,6 @@ struct Gen {
   std::vector<std::string> out;
   int temps = 0;
   int64_t lanes = 0;  // the kernel being generated: Kernel::lanes
-  // Independent accumulators per reduction (Target::reduction_lanes).
-  const int64_t kLanes = target.reduction_lanes();
 
   std::string idx(const SymExpr& e) const { return c_index(e, g.symbols); }
 
@@ -126,17 +122,31 @@ struct Gen {
     for (size_t k = 0; k < s.inner_dims.size(); ++k) e.close();
   }
 
-  // A reduction in a lane kernel: one accumulator per lane, each adding its own elements in loop
-  // order. Float sums add in three levels, partial sums of kLanePart elements into middle sums of
-  // kLaneMid partials into the total, counted across all reduced loops, so a long column (or many
-  // short inner loops) keeps an error like a blocked pairwise sum rather than a running sum's.
-  void reduce_lanes(ExprEmitter& e, const Stage& s, bool blocked, const std::string& step,
-                    const std::function<std::string()>& element) {
-    constexpr int64_t kLanePart = 256, kLaneMid = 64;
-    auto lane_step = [&](const std::string& lane) {
-      return str_cat("{ const acc_t x = ", element(), "; ", lane, " = ",
-                     step.substr(0, step.find("acc")) + lane + step.substr(step.find("acc") + 3), "; }");
-    };
+  // `into` combined with `x` by the reduction's operator (the schedule's Combine).
+  static std::string combined(ReduceSchedule::Combine c, const std::string& into, const std::string& x) {
+    using C = ReduceSchedule::Combine;
+    switch (c) {
+      case C::Add: return str_cat(into, " + ", x);
+      case C::Mul: return str_cat(into, " * ", x);
+      case C::Max:
+      case C::ArgMax: return str_cat("kiln_rt::max_step(", into, ", ", x, ")");
+      case C::Min:
+      case C::ArgMin: return str_cat("kiln_rt::min_step(", into, ", ", x, ")");
+    }
+    throw InternalError("unknown combine");
+  }
+
+  // One element `x` folded into accumulator `acc`.
+  static std::string fold(ReduceSchedule::Combine c, const std::string& acc, const std::string& element) {
+    return str_cat("{ const acc_t x = ", element, "; ", acc, " = ", combined(c, acc, "x"), "; }");
+  }
+
+  // Schedule OuterLanes: one accumulator per lane, each adding its own elements in loop order. With
+  // partial and middle sums (float sums), partials of `part` elements go into middle sums of `mid`
+  // partials, then into the total, counted across all reduced loops.
+  void reduce_outer_lanes(ExprEmitter& e, const Stage& s, const std::function<std::string()>& element) {
+    const ReduceSchedule& r = s.schedule;
+    const bool blocked = r.part > 0;
     const std::string init_all = str_cat("for (int l = 0; l < ", lanes, "; ++l) ");
     e.line(str_cat("acc_t acc[", lanes, "];"));
     e.line(init_all + "acc[l] = acc_init;");
@@ -151,13 +161,13 @@ struct Gen {
       e.open(str_cat("for (int64_t ", iv, " = 0; ", iv, " < ", len, "; ++", iv, ") {"));
     }
     lanes_open(e);
-    e.line(lane_step(blocked ? "part[l]" : "acc[l]"));
+    e.line(fold(r.combine, blocked ? "part[l]" : "acc[l]", element()));
     e.close();
     if (blocked) {
-      e.open(str_cat("if (++n_part == ", kLanePart, ") {"));
+      e.open(str_cat("if (++n_part == ", r.part, ") {"));
       e.line("n_part = 0;");
       e.line("for (int64_t l = 0; l < on; ++l) mid[l] = mid[l] + part[l], part[l] = acc_init;");
-      e.open(str_cat("if (++n_mid == ", kLaneMid, ") {"));
+      e.open(str_cat("if (++n_mid == ", r.mid, ") {"));
       e.line("n_mid = 0;");
       e.line("for (int64_t l = 0; l < on; ++l) acc[l] = acc[l] + mid[l], mid[l] = acc_init;");
       e.close();
@@ -167,114 +177,111 @@ struct Gen {
     if (blocked) e.line("for (int64_t l = 0; l < on; ++l) acc[l] = acc[l] + (mid[l] + part[l]);");
   }
 
+  // Schedule Sequential: one accumulator in loop order; arg reductions keep the first position of
+  // the best value.
+  void reduce_sequential(ExprEmitter& e, const Stage& s, const Node& n, const std::function<std::string()>& element) {
+    const bool arg =
+        s.schedule.combine == ReduceSchedule::Combine::ArgMax || s.schedule.combine == ReduceSchedule::Combine::ArgMin;
+    if (arg) e.line("int64_t best = 0;");
+    loops_open(e, s, s.domain);
+    std::string xs = element();
+    if (arg) {
+      bool better_max = n.op == Op::argmax;
+      e.line(str_cat("if (", better_max ? "(" + xs + " > acc" : "(" + xs + " < acc", " || kiln_rt::isnan_(", xs,
+                     ")) && !kiln_rt::isnan_(acc)) { acc = ", xs, "; best = i0; }"));
+    } else {
+      e.line(fold(s.schedule.combine, "acc", xs));
+    }
+    for (size_t k = 0; k < s.inner_dims.size(); ++k) e.close();
+  }
+
+  // Schedule InnerLanes: `lanes` independent accumulators over the innermost reduced loop (the lane
+  // loop vectorizes without reassociating any single accumulator), combined pairwise at the end; with
+  // blocks (float sums), each block of `block` elements is summed into its own lanes first, so long
+  // rows keep eager's accuracy.
+  void reduce_inner_lanes(ExprEmitter& e, const Stage& s, const std::function<std::string()>& element) {
+    const ReduceSchedule& r = s.schedule;
+    const int64_t L = r.lanes;
+    size_t last = s.inner_dims.size() - 1;
+    std::string iv = "i" + std::to_string(last);
+    std::string len = idx(s.domain[static_cast<size_t>(s.inner_dims[last])]);
+    const bool blocked = r.block > 0;
+    e.line(str_cat("acc_t lanes[", L, "];"));
+    e.line(str_cat("for (int l = 0; l < ", L, "; ++l) lanes[l] = acc_init;"));
+    for (size_t k = 0; k < last; ++k) {
+      std::string v = "i" + std::to_string(k);
+      e.open(str_cat("for (int64_t ", v, " = 0; ", v, " < ", idx(s.domain[static_cast<size_t>(s.inner_dims[k])]),
+                     "; ++", v, ") {"));
+    }
+    std::string into = "lanes";
+    std::string begin = "0", end = len;
+    if (blocked) {
+      e.open(str_cat("for (int64_t ", iv, "B = 0; ", iv, "B < ", len, "; ", iv, "B += ", r.block, ") {"));
+      e.line(str_cat("const int64_t ", iv, "E = kiln_rt::min_i64(", iv, "B + ", r.block, ", ", len, ");"));
+      e.line(str_cat("acc_t part[", L, "];"));
+      e.line(str_cat("for (int l = 0; l < ", L, "; ++l) part[l] = acc_init;"));
+      into = "part";
+      begin = iv + "B";
+      end = iv + "E";
+    }
+    e.line(str_cat("const int64_t ", iv, "T = ", end, " - (", end, " - ", begin, ") % ", L, ";"));
+    e.open(str_cat("for (int64_t ", iv, "b = ", begin, "; ", iv, "b < ", iv, "T; ", iv, "b += ", L, ") {"));
+    // Unrolling the lane loop first would leave only straight-line code for the vectorizer;
+    // kept as a loop, it becomes one vector operation per statement.
+    e.line("#pragma GCC unroll 1");
+    e.open(str_cat("for (int64_t l = 0; l < ", L, "; ++l) {"));
+    e.line(str_cat("const int64_t ", iv, " = ", iv, "b + l;"));
+    e.line(fold(r.combine, into + "[l]", element()));
+    e.close();
+    e.close();
+    e.open(str_cat("for (int64_t ", iv, " = ", iv, "T; ", iv, " < ", end, "; ++", iv, ") {"));
+    e.line(fold(r.combine, into + "[0]", element()));
+    e.close();
+    if (blocked) {
+      e.line(str_cat("for (int l = 0; l < ", L, "; ++l) lanes[l] = lanes[l] + part[l];"));
+      e.close();
+    }
+    for (size_t k = 0; k < last; ++k) e.close();
+    // Pairwise combination of the lanes.
+    e.line(str_cat("for (int w = ", L / 2, "; w > 0; w /= 2)"));
+    e.line(str_cat("  for (int l = 0; l < w; ++l) ", fold(r.combine, "lanes[l]", "lanes[l + w]")));
+    e.line(fold(r.combine, "acc", "lanes[0]"));
+  }
+
   void reduce_stage(ExprEmitter& e, const Stage& s) {
+    using K = ReduceSchedule::Kind;
+    using C = ReduceSchedule::Combine;
     const Node& n = *g.producer(s.value);
+    const ReduceSchedule& r = s.schedule;
+    KILN_CHECK(r.kind != K::None, "reduction %", s.value, " reached the emitter without a schedule");
     DType rt = g.type(s.value).dtype;
     DType in_t = g.type(n.inputs[0]).dtype;
     std::string T(dtype_c_type(in_t));
-    std::string init, step;
-    bool arg = n.op == Op::argmax || n.op == Op::argmin;
-    switch (n.op) {
-      case Op::sum:
-        init = "0";
-        step = "acc + x";
-        break;
-      case Op::prod:
-        init = "1";
-        step = "acc * x";
-        break;
-      case Op::amax:
-      case Op::argmax:
-        init = str_cat("kiln_rt::lowest<", T, ">()");
-        step = "kiln_rt::max_step(acc, x)";
-        break;
-      case Op::amin:
-      case Op::argmin:
-        init = str_cat("kiln_rt::highest<", T, ">()");
-        step = "kiln_rt::min_step(acc, x)";
-        break;
-      default: throw InternalError("unknown reduction");
+    const bool arg = r.combine == C::ArgMax || r.combine == C::ArgMin;
+    std::string init;
+    switch (r.combine) {
+      case C::Add: init = "0"; break;
+      case C::Mul: init = "1"; break;
+      case C::Max:
+      case C::ArgMax: init = str_cat("kiln_rt::lowest<", T, ">()"); break;
+      case C::Min:
+      case C::ArgMin: init = str_cat("kiln_rt::highest<", T, ">()"); break;
     }
     std::string acc_t(dtype_c_type(arg ? in_t : rt));
     e.open("{");
     e.line(str_cat("using acc_t = ", acc_t, ";"));
     e.line(str_cat("const acc_t acc_init = static_cast<acc_t>(", init, ");"));
-    if (lanes == 0) e.line("acc_t acc = acc_init;");
+    if (r.kind != K::OuterLanes) e.line("acc_t acc = acc_init;");
     auto coords = domain_coords(s);
     auto element = [&]() {
       std::string x = e.value(n.inputs[0], coords);
       return rt == in_t || arg ? x : str_cat("static_cast<acc_t>(", x, ")");
     };
-    if (lanes > 0) {
-      KILN_CHECK(!arg, "lane kernels take no arg reductions");
-      reduce_lanes(e, s, n.op == Op::sum && is_floating(rt), step, element);
-    } else if (arg || s.inner_dims.empty()) {
-      // argmax/argmin keep the first position of the best value: a plain sequential loop.
-      if (arg) e.line("int64_t best = 0;");
-      loops_open(e, s, s.domain);
-      std::string xs = element();
-      if (arg) {
-        bool better_max = n.op == Op::argmax;
-        e.line(str_cat("if (", better_max ? "(" + xs + " > acc" : "(" + xs + " < acc", " || kiln_rt::isnan_(", xs,
-                       ")) && !kiln_rt::isnan_(acc)) { acc = ", xs, "; best = i0; }"));
-      } else {
-        e.line(str_cat("{ const acc_t x = ", xs, "; acc = ", step, "; }"));
-      }
-      for (size_t k = 0; k < s.inner_dims.size(); ++k) e.close();
-    } else {
-      // kLanes independent accumulators over the innermost reduced dim: the lane loop vectorizes
-      // without reassociating any single accumulator, and float sums add blocks of kSumBlock
-      // elements into the lanes so long rows keep eager's accuracy.
-      size_t last = s.inner_dims.size() - 1;
-      std::string iv = "i" + std::to_string(last);
-      std::string len = idx(s.domain[static_cast<size_t>(s.inner_dims[last])]);
-      bool blocked = n.op == Op::sum && is_floating(rt);
-      auto lane_step = [&](const std::string& lane) {
-        return str_cat("{ const acc_t x = ", element(), "; ", lane, " = ",
-                       step.substr(0, step.find("acc")) + lane + step.substr(step.find("acc") + 3), "; }");
-      };
-      e.line(str_cat("acc_t lanes[", kLanes, "];"));
-      e.line(str_cat("for (int l = 0; l < ", kLanes, "; ++l) lanes[l] = acc_init;"));
-      for (size_t k = 0; k < last; ++k) {
-        std::string v = "i" + std::to_string(k);
-        e.open(str_cat("for (int64_t ", v, " = 0; ", v, " < ", idx(s.domain[static_cast<size_t>(s.inner_dims[k])]),
-                       "; ++", v, ") {"));
-      }
-      std::string lanes = "lanes";
-      std::string begin = "0", end = len;
-      if (blocked) {
-        e.open(str_cat("for (int64_t ", iv, "B = 0; ", iv, "B < ", len, "; ", iv, "B += ", kSumBlock, ") {"));
-        e.line(str_cat("const int64_t ", iv, "E = kiln_rt::min_i64(", iv, "B + ", kSumBlock, ", ", len, ");"));
-        e.line(str_cat("acc_t part[", kLanes, "];"));
-        e.line(str_cat("for (int l = 0; l < ", kLanes, "; ++l) part[l] = acc_init;"));
-        lanes = "part";
-        begin = iv + "B";
-        end = iv + "E";
-      }
-      e.line(str_cat("const int64_t ", iv, "T = ", end, " - (", end, " - ", begin, ") % ", kLanes, ";"));
-      e.open(str_cat("for (int64_t ", iv, "b = ", begin, "; ", iv, "b < ", iv, "T; ", iv, "b += ", kLanes, ") {"));
-      // Unrolling the lane loop first would leave only straight-line code for the vectorizer;
-      // kept as a loop, it becomes one vector operation per statement.
-      e.line("#pragma GCC unroll 1");
-      e.open(str_cat("for (int64_t l = 0; l < ", kLanes, "; ++l) {"));
-      e.line(str_cat("const int64_t ", iv, " = ", iv, "b + l;"));
-      e.line(lane_step(lanes + "[l]"));
-      e.close();
-      e.close();
-      e.open(str_cat("for (int64_t ", iv, " = ", iv, "T; ", iv, " < ", end, "; ++", iv, ") {"));
-      e.line(lane_step(lanes + "[0]"));
-      e.close();
-      if (blocked) {
-        e.line(str_cat("for (int l = 0; l < ", kLanes, "; ++l) lanes[l] = lanes[l] + part[l];"));
-        e.close();
-      }
-      for (size_t k = 0; k < last; ++k) e.close();
-      // Pairwise combination of the lanes.
-      std::string comb = step.substr(0, step.find("acc")) + "lanes[l]" + step.substr(step.find("acc") + 3);
-      std::string x_is = "lanes[l + w]";
-      e.line(str_cat("for (int w = ", kLanes / 2, "; w > 0; w /= 2)"));
-      e.line(str_cat("  for (int l = 0; l < w; ++l) { const acc_t x = ", x_is, "; lanes[l] = ", comb, "; }"));
-      e.line("{ const acc_t x = lanes[0]; acc = " + step + "; }");
+    switch (r.kind) {
+      case K::OuterLanes: reduce_outer_lanes(e, s, element); break;
+      case K::Sequential: reduce_sequential(e, s, n, element); break;
+      case K::InnerLanes: reduce_inner_lanes(e, s, element); break;
+      case K::None: break;
     }
     // Result coordinates: kept dims follow the outer loops; keepdim's reduced dims are 0.
     std::vector<SymExpr> rc;

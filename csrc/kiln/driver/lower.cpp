@@ -21,14 +21,15 @@ constexpr const char* kGraphPasses[] = {
     "simplify",  // views composed, constants folded, common subexpressions merged, dead nodes dropped
 };
 constexpr const char* kPlanSteps[] = {
-    "realize",         // which values get memory; the rest are recomputed inside their users
-    "group-kernels",   // stored values into kernels sharing outer loops, kernels and externs in order
-    "extern-parts",    // multi-result externs write their parts straight into their users' values
-    "gemm-groups",     // sibling matmuls sharing an operand: one grouped GEMM call
-    "gemm-epilogues",  // a row-wise kernel after a matmul runs on the GEMM's finished rows
-    "memory",          // kernel-local rows, arena offsets with reuse
-    "column-kernels",  // column reductions run blocks of outer indices in vector lanes
-    "in-place",        // mutated inputs written over where no old value is read afterwards
+    "realize",              // which values get memory; the rest are recomputed inside their users
+    "group-kernels",        // stored values into kernels sharing outer loops, kernels and externs in order
+    "extern-parts",         // multi-result externs write their parts straight into their users' values
+    "gemm-groups",          // sibling matmuls sharing an operand: one grouped GEMM call
+    "gemm-epilogues",       // a row-wise kernel after a matmul runs on the GEMM's finished rows
+    "memory",               // kernel-local rows, arena offsets with reuse
+    "column-kernels",       // column reductions run blocks of outer indices in vector lanes
+    "reduction-schedules",  // each reduction's accumulators, blocks and order
+    "in-place",             // mutated inputs written over where no old value is read afterwards
 };
 constexpr const char* kEmit = "emit-cpp";
 

@@ -31,9 +31,25 @@ struct AffineLayout {
 
 // One realized value computed inside a kernel. Its loop domain is `outer` (shared by the kernel)
 // followed by `inner` (its own): for a reduction, inner are the reduced dims.
+// How a reduction stage combines its elements: decided by the reduction-schedules planning step
+// (reduction_schedules.cpp), printed by the emitter.
+struct ReduceSchedule {
+  enum class Kind {
+    None,        // not decided yet (or not a reduction)
+    Sequential,  // one accumulator in loop order (arg reductions keep the first best position)
+    InnerLanes,  // `lanes` accumulators across the innermost reduced loop, combined pairwise
+    OuterLanes,  // a lane kernel (Kernel::lanes): one accumulator per outer index of the block
+  } kind = Kind::None;
+  enum class Combine { Add, Mul, Max, Min, ArgMax, ArgMin } combine = Combine::Add;
+  int64_t lanes = 0;          // InnerLanes: accumulators
+  int64_t block = 0;          // InnerLanes: elements per partial sum (float sums; 0: none)
+  int64_t part = 0, mid = 0;  // OuterLanes: elements per partial sum and partials per middle sum (float sums)
+};
+
 struct Stage {
   ValueId value = -1;
   bool reduction = false;
+  ReduceSchedule schedule;          // reductions only
   std::vector<int64_t> outer_dims;  // dims of the stage's domain mapped to the kernel's outer loops
   std::vector<int64_t> inner_dims;  // remaining dims, looped inside, in this order
   std::vector<SymExpr> domain;      // the stage's domain sizes (input sizes for a reduction)

@@ -3,6 +3,7 @@
 
 #include "kiln/loops/extern_parts.h"
 #include "kiln/loops/realize.h"
+#include "kiln/loops/reduction_schedules.h"
 #include "kiln/support/error.h"
 
 namespace kiln {
@@ -29,9 +30,12 @@ const std::vector<PlanStepInfo>& all_plan_steps() {
       {"column-kernels",
        [](const Graph& g, KernelPlan& p, const PlanContext& c) { plan_column_kernels(g, p, c.target); }, P::Placed,
        "kernels reducing down columns run blocks of outer indices in vector lanes (column_kernels.cpp)"},
+      {"reduction-schedules",
+       [](const Graph& g, KernelPlan& p, const PlanContext& c) { plan_reduction_schedules(g, p, c.target); },
+       P::Scheduled, "how each reduction combines its elements: lanes, blocks, order (reduction_schedules.cpp)"},
       {"in-place",
        [](const Graph& g, KernelPlan& p, const PlanContext& c) { plan_in_place(g, c.in_place_candidates, p); },
-       P::Placed, "mutated inputs whose new value can be written over the old one (in_place.cpp)"},
+       P::Scheduled, "mutated inputs whose new value can be written over the old one (in_place.cpp)"},
   };
   return steps;
 }
@@ -59,6 +63,10 @@ std::string print_plan(const Graph& g, const KernelPlan& plan) {
     s += str_cat(" strides ", to_string(st.strides), "\n");
   }
   if (!plan.steps.empty()) s += describe_plan(g, plan);
+  for (const Kernel& k : plan.kernels)
+    for (const Stage& st : k.stages)
+      if (st.reduction && st.schedule.kind != ReduceSchedule::Kind::None)
+        s += str_cat("schedule %", st.value, " in ", k.name, ": ", describe_schedule(st.schedule), "\n");
   if (plan.steps.empty() && plan.kernels.empty()) s += "(no kernels yet)\n";
   return s;
 }

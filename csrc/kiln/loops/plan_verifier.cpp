@@ -131,12 +131,33 @@ void check_arena(const Graph& g, const KernelPlan& plan) {
     }
 }
 
+// Every reduction has a schedule: outer lanes exactly in lane kernels, inner lanes only over an
+// inner loop, arg reductions in order.
+void check_schedules(const Graph& g, const KernelPlan& plan) {
+  using K = ReduceSchedule::Kind;
+  using C = ReduceSchedule::Combine;
+  for (const Kernel& k : plan.kernels)
+    for (const Stage& s : k.stages) {
+      if (!s.reduction) continue;
+      const ReduceSchedule& r = s.schedule;
+      KILN_CHECK(r.kind != K::None, "plan: reduction %", s.value, " in ", k.name, " has no schedule");
+      KILN_CHECK((r.kind == K::OuterLanes) == (k.lanes > 0), "plan: reduction %", s.value, " in ", k.name,
+                 " is scheduled in outer lanes iff its kernel runs lanes");
+      KILN_CHECK(r.kind != K::InnerLanes || (r.lanes > 0 && !s.inner_dims.empty()), "plan: reduction %", s.value,
+                 " has inner lanes without an inner loop");
+      KILN_CHECK(r.kind == K::Sequential || (r.combine != C::ArgMax && r.combine != C::ArgMin), "plan: %", s.value,
+                 " is an arg reduction out of order");
+      (void)g;
+    }
+}
+
 }  // namespace
 
 void verify_plan(const Graph& g, const KernelPlan& plan, PlanStage stage) {
   check_storage(g, plan);
   if (stage >= PlanStage::Grouped) check_steps(g, plan);
   if (stage >= PlanStage::Placed) check_arena(g, plan);
+  if (stage >= PlanStage::Scheduled) check_schedules(g, plan);
 }
 
 }  // namespace kiln
