@@ -23,18 +23,6 @@ from kiln.runner import compile_graph
 _graph_ids = itertools.count()
 
 
-def _tensor_dtypes_ok(node) -> bool:
-    vals = [meta_val(node)] + [meta_val(a) for a in node.all_input_nodes]
-    dtypes = []
-    for v in vals:
-        for t in (v if isinstance(v, (list, tuple)) else [v]):
-            if isinstance(t, torch.Tensor):
-                if t.device.type != "cpu" or not _C.dtype_supported(t.dtype):
-                    return False
-                dtypes.append(t.dtype)
-    return _C.supports_dtypes(target_name(node), dtypes)
-
-
 def unsupported_reason(node) -> str | None:
     """None if kiln compiles this node, else a short reason (the op name)."""
     if node.op != "call_function":
@@ -54,11 +42,9 @@ def unsupported_reason(node) -> str | None:
     name = target_name(node)
     if name in IGNORED_TARGETS:
         return None
-    if not _C.supports(name):
-        return name
-    if not _tensor_dtypes_ok(node):
-        return f"{name} (dtype)"
-    return None
+    tensors = [t for v in [meta_val(node)] + [meta_val(a) for a in node.all_input_nodes]
+               for t in (v if isinstance(v, (list, tuple)) else [v]) if isinstance(t, torch.Tensor)]
+    return _C.classify(name, [t.dtype for t in tensors], all(t.device.type == "cpu" for t in tensors)) or None
 
 
 class _Support(OperatorSupportBase):

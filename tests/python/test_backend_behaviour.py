@@ -420,3 +420,16 @@ def test_warm_start_through_the_aot_cache_dumps_into_the_current_debug_dir(run_p
     assert sorted(p.name for p in first.rglob("*")) == before, "the warm start wrote into the first debug dir"
     _, files = _stage_files(second)
     assert "91-generated.cpp" in files and "repro.py" in files, sorted(files)
+
+
+def test_one_call_classifies_a_node_by_the_cpp_rules():
+    """_C.classify is the one decision whether kiln compiles a node: unknown ops, dtypes kiln has no
+    IR type for, float-only ops on integers and non-CPU tensors each say why."""
+    from kiln import _C
+
+    assert _C.classify("aten.add.Tensor", [torch.float32, torch.float32, torch.float32], True) == ""
+    assert _C.classify("aten.no_such_op.default", [torch.float32], True) == "aten.no_such_op.default"
+    assert _C.classify("aten.add.Tensor", [torch.complex64], True) == "aten.add.Tensor (dtype)"
+    assert _C.classify("aten.mm.default", [torch.int64, torch.int64, torch.int64], True) == "aten.mm.default (dtype)"
+    assert _C.classify("aten.mm.default", [torch.float64] * 3, True) == ""
+    assert _C.classify("aten.add.Tensor", [torch.float32], False) == "aten.add.Tensor (device)"

@@ -123,20 +123,20 @@ NB_MODULE(_C, m) {
       .def("kernels", [](const AtenImporter& b) { return describe_kernels(b.graph()); });
 
   m.def("supports", &AtenImporter::supports);
-  m.def("supported_targets", &AtenImporter::supported_targets);
-  m.def("supports_dtypes", [](const std::string& target, nb::list dtypes) {
-    std::vector<DType> ds;
-    for (nb::handle h : dtypes) ds.push_back(dtype_of(h));
-    return AtenImporter::supports_dtypes(target, ds);
-  });
-  m.def("dtype_supported", [](nb::handle dtype) {
-    try {
-      dtype_of(dtype);
-      return true;
-    } catch (const UserError&) {
-      return false;
+  // One call per FX node: "" if kiln compiles it, else why not (see AtenImporter::classify). dtypes:
+  // the torch dtypes of its tensors; on_cpu: whether they all live on the CPU.
+  m.def("classify", [](const std::string& target, nb::list dtypes, bool on_cpu) {
+    std::vector<std::optional<DType>> ds;
+    for (nb::handle h : dtypes) {
+      try {
+        ds.push_back(dtype_of(h));
+      } catch (const std::exception&) {
+        ds.push_back(std::nullopt);  // complex, half, ...: no kiln IR type
+      }
     }
+    return AtenImporter::classify(target, ds, on_cpu);
   });
+  m.def("supported_targets", &AtenImporter::supported_targets);
 
   nb::class_<CompiledGraph>(m, "CompiledGraph")
       .def_prop_ro("num_kernels", &CompiledGraph::num_kernels)

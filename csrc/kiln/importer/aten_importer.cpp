@@ -52,6 +52,18 @@ bool AtenImporter::supports_dtypes(const std::string& target, const std::vector<
   return true;
 }
 
+std::string AtenImporter::classify(const std::string& target, const std::vector<std::optional<DType>>& dtypes,
+                                   bool on_cpu) {
+  if (!supports(target)) return target;
+  if (!on_cpu) return target + " (device)";
+  std::vector<DType> known;
+  for (const auto& d : dtypes) {
+    if (!d) return target + " (dtype)";
+    known.push_back(*d);
+  }
+  return supports_dtypes(target, known) ? std::string() : target + " (dtype)";
+}
+
 std::vector<std::string> AtenImporter::supported_targets() {
   std::vector<std::string> v;
   for (const auto& [k, _] : lowering_rules()) v.push_back(k);

@@ -4,6 +4,7 @@
 // (`meta["val"]`); every semantic decision — type promotion, broadcasting, which kiln ops express
 // an ATen op — is made here.
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,10 @@ class AtenImporter {
   // scatter-adds take floating point only.
   static bool supports_dtypes(const std::string& target, const std::vector<DType>& dtypes);
   static std::vector<std::string> supported_targets();
+  // The one decision whether kiln compiles a node: "" when it does, else the reason the partitioner
+  // logs and counts ("aten.cumsum.default", "aten.mm.default (dtype)", "... (device)"). `dtypes` are
+  // its tensors' (inputs and results), nullopt for a dtype kiln has no IR type for.
+  static std::string classify(const std::string& target, const std::vector<std::optional<DType>>& dtypes, bool on_cpu);
 
  private:
   Graph graph_;
